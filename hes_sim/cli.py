@@ -1,0 +1,129 @@
+"""``hes-sim``: the command line.
+
+Exit codes of ``run``: 0 every SLA passed, 1 an SLA failed, 2 the scenario is invalid or
+the run could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+
+from hes_sim import __version__
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.errors import HesSimError, ScenarioError
+from hes_sim.logging import configure_logging
+from hes_sim.runner.run import RunOptions, run_scenario
+from hes_sim.scenario.model import Scenario, load_scenario
+from hes_sim.settings import Settings
+
+EXIT_PASSED, EXIT_SLA_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = structlog.get_logger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hes-sim",
+        description="Head-end system simulator for 4G smart meters (DLMS/COSEM over MQTT).",
+    )
+    parser.add_argument("--version", action="version", version=f"hes-sim {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a scenario end to end and write its report")
+    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument("--report-dir", type=Path, required=True, help="where report.json goes")
+    run.add_argument(
+        "--broker",
+        help="mqtt://host:port of an existing broker "
+        "(default: a private mosquitto on a free loopback port)",
+    )
+    run.add_argument("--metrics-port", type=int, help="head-end /metrics port (default: free)")
+    run.add_argument(
+        "--db", type=Path, help="SQLite file (default: REPORT_DIR/reads.sqlite, fresh for each run)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress line")
+
+    check = commands.add_parser("validate", help="check a scenario file and exit")
+    check.add_argument("scenario", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"hes-sim: bad HES_* setting: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"hes-sim: invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.command == "validate":
+        print(f"{args.scenario}: valid scenario {scenario.name!r}, {scenario.fleet.total} meters")
+        return EXIT_PASSED
+    return run_command(args, settings, scenario)
+
+
+def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario) -> int:
+    broker_url = args.broker or settings.broker_url
+    try:
+        broker = BrokerAddress.parse(broker_url) if broker_url else None
+    except ValueError as exc:
+        print(f"hes-sim: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    options = RunOptions(
+        report_dir=args.report_dir,
+        broker=broker,
+        db_path=args.db or settings.db_path,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
+        progress=not args.no_progress,
+    )
+    try:
+        report = asyncio.run(run_scenario(scenario, options))
+    except (HesSimError, OSError, ExceptionGroup) as exc:
+        # errors raised inside a TaskGroup arrive wrapped in an ExceptionGroup
+        reasons = _start_failures(exc)
+        if reasons is None:
+            raise
+        print(f"hes-sim: the run could not start or finish: {reasons}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        print("hes-sim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(report.summary())
+    print(f"report: {args.report_dir / 'report.json'}")
+    return EXIT_PASSED if report.passed else EXIT_SLA_FAILED
+
+
+def _start_failures(exc: BaseException) -> str | None:
+    """The messages of the expected failures in ``exc``; None if it holds anything else."""
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split((HesSimError, OSError))
+        if matched is None or rest is not None:
+            return None
+        leaves: list[BaseException] = []
+        _flatten(matched, leaves)
+        return "; ".join(str(leaf) for leaf in leaves)
+    return str(exc)
+
+
+def _flatten(exc: BaseException, into: list[BaseException]) -> None:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            _flatten(inner, into)
+    else:
+        into.append(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Domain events and the bus that carries them to metrics, logs and reports.
+
+Components emit each event once; whoever needs to count or log it subscribes. Handlers
+run synchronously in the emitter's task and must be quick (update a counter, append to
+a list); a failing handler is logged and does not stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConnected:
+    meter_id: str
+    connect_wall_s: float  # wall seconds the MQTT connect took (a bench figure)
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterLinkLost:
+    meter_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProduced:
+    meter_id: str
+    interval_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class PushSent:
+    meter_id: str
+    interval_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStored:
+    meter_id: str
+    interval_end: float
+    delivery_delay: float  # simulated seconds, interval end -> stored
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDuplicate:
+    meter_id: str
+    interval_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailed:
+    reason: str
+    meter_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterOnline:
+    meter_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeterOffline:
+    meter_id: str
+
+
+Event = (
+    MeterConnected
+    | MeterLinkLost
+    | ReadProduced
+    | PushSent
+    | ReadStored
+    | ReadDuplicate
+    | DecodeFailed
+    | MeterOnline
+    | MeterOffline
+)
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def emit(self, event: Event) -> None:
+        for handler in self._handlers:
+            try:
+                handler(event)
+            except Exception:  # a broken subscriber must not stop ingest or the fleet
+                log.exception("event_handler_failed", event=type(event).__name__)

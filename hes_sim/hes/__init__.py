@@ -1,0 +1,1 @@
+"""The head-end: ingest, store, connectivity, metrics (and, later, commands and billing)."""

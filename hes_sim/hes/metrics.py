@@ -1,0 +1,66 @@
+"""Prometheus metrics of the head-end, fed by domain events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hes_sim.events import (
+    DecodeFailed,
+    Event,
+    ReadDuplicate,
+    ReadStored,
+)
+
+# simulated seconds; spans a prompt push (seconds) to a day-late one
+DELAY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+class HesMetrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        queue_depth: Callable[[], int],
+        meters_online: Callable[[], int],
+    ) -> None:
+        self.registry = registry
+        online = Gauge(
+            "hes_meters_online", "Meters whose state topic says online", registry=registry
+        )
+        online.set_function(meters_online)
+        self.reads_stored = Counter(
+            "hes_reads_stored", "Block-load reads stored (first copy)", registry=registry
+        )
+        self.reads_duplicate = Counter(
+            "hes_reads_duplicate",
+            "Block-load reads received again and not stored",
+            registry=registry,
+        )
+        self.decode_errors = Counter(
+            "hes_decode_errors",
+            "Messages rejected before storage, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.delivery_delay = Histogram(
+            "hes_read_delivery_delay_seconds",
+            "Interval end to read stored, in simulated seconds",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        queue = Gauge("hes_ingest_queue_depth", "Messages waiting to be decoded", registry=registry)
+        queue.set_function(queue_depth)
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case ReadStored(delivery_delay=delay):
+                self.reads_stored.inc()
+                self.delivery_delay.observe(delay)
+            case ReadDuplicate():
+                self.reads_duplicate.inc()
+            case DecodeFailed(reason=reason):
+                self.decode_errors.labels(reason=reason).inc()
+            case _:
+                pass

@@ -1,0 +1,41 @@
+"""What the head-end keeps of a block-load read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hes_sim.protocols.block_load import BlockLoadEntry, Quantity
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    meter_id: str
+    interval_end: int  # simulated Unix seconds
+    layout: str
+    voltage_v: float
+    current_a: float
+    wh_import: int
+    wh_export: int
+    vah_import: int
+    vah_export: int
+    registers: dict[str, int]  # every captured register, raw, by quantity name
+    received_at: float  # simulated Unix seconds
+
+    @classmethod
+    def from_entry(cls, meter_id: str, entry: BlockLoadEntry, received_at: float) -> ReadRecord:
+        return cls(
+            meter_id=meter_id,
+            interval_end=int(entry.clock.timestamp()),
+            layout=entry.layout.name,
+            voltage_v=round(entry.average_voltage(), 2),
+            current_a=round(entry.average_current(), 3),
+            wh_import=entry.raw(Quantity.WH_IMPORT),
+            wh_export=entry.raw(Quantity.WH_EXPORT),
+            vah_import=entry.raw(Quantity.VAH_IMPORT),
+            vah_export=entry.raw(Quantity.VAH_EXPORT),
+            registers={
+                column.quantity.value: value
+                for column, value in zip(entry.layout.columns, entry.values, strict=True)
+            },
+            received_at=received_at,
+        )

@@ -1,0 +1,180 @@
+"""The head-end process's long-lived part: MQTT subscription, ingest and metrics.
+
+An async context manager owning a TaskGroup with two named tasks: ``hes:mqtt`` reads
+the broker (and reconnects with jittered back-off when it vanishes) and ``hes:ingest``
+decodes and stores in batches. Shutdown is two-phase: stop reading, let ingest drain
+the queue for a grace period, then cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import CollectorRegistry
+
+from hes_sim.backoff import Backoff
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import Clock
+from hes_sim.errors import CodecError
+from hes_sim.events import DecodeFailed, EventBus, MeterOffline, MeterOnline
+from hes_sim.hes.http_metrics import MetricsServer
+from hes_sim.hes.ingest import InboundPush, Ingest
+from hes_sim.hes.metrics import HesMetrics
+from hes_sim.hes.presence import MeterPresence
+from hes_sim.hes.store import ReadStore
+from hes_sim.protocols import topics
+from hes_sim.protocols.topics import Channel, MeterState
+
+log = structlog.get_logger(__name__)
+
+SESSION_EXPIRY_S = 3600  # the broker keeps our QoS 1 backlog this long across a reconnect
+
+
+class HeadEnd:
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        store: ReadStore,
+        clock: Clock,
+        bus: EventBus,
+        *,
+        client_id: str = "hes-ingest-1",
+        metrics_host: str = "127.0.0.1",
+        metrics_port: int = 0,
+        queue_size: int = 20_000,
+        batch_size: int = 500,
+        shutdown_grace_s: float = 10.0,
+    ) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._bus = bus
+        self._client_id = client_id
+        self._batch_size = batch_size
+        self._grace_s = shutdown_grace_s
+        self._queue: asyncio.Queue[InboundPush] = asyncio.Queue(maxsize=queue_size)
+        self._ingest = Ingest(store, clock, bus)
+        self.presence = MeterPresence(clock)
+        self.registry = CollectorRegistry()
+        bus.subscribe(
+            HesMetrics(
+                self.registry,
+                queue_depth=self._queue.qsize,
+                meters_online=lambda: self.presence.online,
+            )
+        )
+        self.subscribed = asyncio.Event()
+        self.metrics = MetricsServer(
+            self.registry, metrics_host, metrics_port, healthy=self.subscribed.is_set
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._stack.enter_async_context(self.metrics)
+        group = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._reader = group.create_task(self._read_broker(), name="hes:mqtt")
+        self._writer = group.create_task(self._ingest_loop(), name="hes:ingest")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drained(), self._grace_s)
+        if self._writer is not None:
+            self._writer.cancel()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def drained(self) -> None:
+        """Until every message received so far has been decoded and stored."""
+        await self._queue.join()
+
+    async def _read_broker(self) -> None:
+        backoff = Backoff(random.Random(), base=0.2, cap=10.0)
+        first = True
+        while True:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            client = aiomqtt.Client(
+                self._broker.host,
+                self._broker.port,
+                identifier=self._client_id,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=first,
+                properties=properties,
+                keepalive=30,
+            )
+            try:
+                async with client:
+                    await client.subscribe(topics.subscription(Channel.UP, shared=True), qos=1)
+                    await client.subscribe(topics.subscription(Channel.STATE), qos=1)
+                    first = False
+                    backoff.reset()
+                    self.subscribed.set()
+                    log.info("hes_subscribed", broker=str(self._broker), client_id=self._client_id)
+                    async for message in client.messages:
+                        await self._route(str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                self.subscribed.clear()
+                delay = backoff.next_delay()
+                log.warning(
+                    "hes_broker_lost",
+                    broker=str(self._broker),
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+    async def _route(self, topic_name: str, payload: object) -> None:
+        try:
+            meter_id, channel = topics.parse(topic_name)
+        except CodecError as exc:
+            self._bus.emit(DecodeFailed(exc.reason, None))
+            log.warning("message_rejected", topic=topic_name, error=str(exc))
+            return
+        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+        if channel is Channel.UP:
+            await self._queue.put(InboundPush(meter_id, data, self._clock.now()))
+        elif channel is Channel.STATE:
+            self._on_state(meter_id, data)
+
+    def _on_state(self, meter_id: str, data: bytes) -> None:
+        try:
+            state = MeterState(data.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            self._bus.emit(DecodeFailed("state_payload", meter_id))
+            log.warning("state_rejected", meter_id=meter_id, payload=data[:32].hex())
+            return
+        if self.presence.update(meter_id, state):
+            self._bus.emit(
+                MeterOnline(meter_id) if state is MeterState.ONLINE else MeterOffline(meter_id)
+            )
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._ingest.process(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

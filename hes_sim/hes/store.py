@@ -1,0 +1,186 @@
+"""The read store: one interface, SQLite by default (PostgreSQL arrives for scale).
+
+SQLite calls run on one dedicated thread, so the event loop never waits on the disk
+and the connection is only ever touched by the thread that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+from hes_sim.errors import StoreError
+from hes_sim.hes.records import ReadRecord
+
+T = TypeVar("T")
+
+
+class ReadStore(Protocol):
+    async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
+        """Store each read once; True where stored now, False where it was a duplicate."""
+        ...
+
+    async def count_reads(self) -> int: ...
+
+    async def delivery_delays(self) -> list[float]:
+        """Simulated seconds from interval end to stored, for every stored read."""
+        ...
+
+    async def reads_for(self, meter_id: str) -> list[ReadRecord]: ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS block_load_reads (
+    meter_id     TEXT    NOT NULL,
+    interval_end INTEGER NOT NULL,  -- simulated Unix seconds
+    layout       TEXT    NOT NULL,
+    voltage_v    REAL    NOT NULL,
+    current_a    REAL    NOT NULL,
+    wh_import    INTEGER NOT NULL,
+    wh_export    INTEGER NOT NULL,
+    vah_import   INTEGER NOT NULL,
+    vah_export   INTEGER NOT NULL,
+    registers    TEXT    NOT NULL,  -- JSON: every captured register, raw
+    received_at  REAL    NOT NULL,
+    stored_at    REAL    NOT NULL,
+    PRIMARY KEY (meter_id, interval_end)
+) WITHOUT ROWID;
+"""
+
+INSERT = """
+INSERT INTO block_load_reads (meter_id, interval_end, layout, voltage_v, current_a,
+    wh_import, wh_export, vah_import, vah_export, registers, received_at, stored_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (meter_id, interval_end) DO NOTHING
+"""
+
+
+class SqliteReadStore:
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._run(self._open)
+        except sqlite3.Error as exc:
+            self._executor.shutdown(wait=True)
+            raise StoreError(f"cannot open SQLite store {self._path}: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._run(self._close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
+    async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
+        def insert() -> list[bool]:
+            db = self._conn()
+            stored: list[bool] = []
+            db.execute("BEGIN")
+            try:
+                for r in reads:
+                    cursor = db.execute(INSERT, _row(r, stored_at))
+                    stored.append(cursor.rowcount == 1)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return stored
+
+        try:
+            return await self._run(insert)
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing {len(reads)} reads failed: {exc}") from exc
+
+    async def count_reads(self) -> int:
+        def count() -> int:
+            return int(self._conn().execute("SELECT count(*) FROM block_load_reads").fetchone()[0])
+
+        return await self._run(count)
+
+    async def delivery_delays(self) -> list[float]:
+        def delays() -> list[float]:
+            rows = self._conn().execute("SELECT stored_at - interval_end FROM block_load_reads")
+            return [float(row[0]) for row in rows]
+
+        return await self._run(delays)
+
+    async def reads_for(self, meter_id: str) -> list[ReadRecord]:
+        def select() -> list[ReadRecord]:
+            rows = self._conn().execute(
+                "SELECT meter_id, interval_end, layout, voltage_v, current_a, wh_import,"
+                " wh_export, vah_import, vah_export, registers, received_at"
+                " FROM block_load_reads WHERE meter_id = ? ORDER BY interval_end",
+                (meter_id,),
+            )
+            return [_record(row) for row in rows]
+
+        return await self._run(select)
+
+
+def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
+    return (
+        r.meter_id,
+        r.interval_end,
+        r.layout,
+        r.voltage_v,
+        r.current_a,
+        r.wh_import,
+        r.wh_export,
+        r.vah_import,
+        r.vah_export,
+        json.dumps(r.registers, separators=(",", ":")),
+        r.received_at,
+        stored_at,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> ReadRecord:
+    meter_id, interval_end, layout, voltage, current, wh_in, wh_out, vah_in, vah_out = row[:9]
+    return ReadRecord(
+        meter_id=meter_id,
+        interval_end=interval_end,
+        layout=layout,
+        voltage_v=voltage,
+        current_a=current,
+        wh_import=wh_in,
+        wh_export=wh_out,
+        vah_import=vah_in,
+        vah_export=vah_out,
+        registers=json.loads(row[9]),
+        received_at=row[10],
+    )

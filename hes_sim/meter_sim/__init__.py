@@ -1,0 +1,1 @@
+"""The virtual meter fleet: pure meter domain plus the asyncio/MQTT runtime."""

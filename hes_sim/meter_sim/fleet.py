@@ -1,0 +1,118 @@
+"""The fleet: every meter's runtime in one TaskGroup, owned by an async context manager.
+
+Shutdown is two-phase: ``stopping`` is set so that meters say goodbye and disconnect;
+whatever is still running after the grace period is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from datetime import timezone
+from types import TracebackType
+
+import structlog
+
+from hes_sim.backoff import Backoff
+from hes_sim.events import EventBus
+from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind, VirtualMeter, meter_seed
+from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan
+from hes_sim.meter_sim.transport import LinkFactory
+
+log = structlog.get_logger(__name__)
+
+
+def build_meters(
+    counts: dict[MeterKind, int], fleet_seed: int, tz: timezone, first_number: int = 1
+) -> list[VirtualMeter]:
+    """Meters numbered per kind: SP0000001…, TP0000001…"""
+    return [
+        VirtualMeter.create(f"{KIND_SPECS[kind].id_prefix}{number:07d}", kind, fleet_seed, tz)
+        for kind, count in counts.items()
+        for number in range(first_number, first_number + count)
+    ]
+
+
+class Fleet:
+    def __init__(
+        self,
+        meters: Sequence[VirtualMeter],
+        link_factory: LinkFactory,
+        bus: EventBus,
+        *,
+        seed: int,
+        time_scale: float,
+        push_randomisation_s: float,
+        reconnect_base_s: float = 5.0,
+        reconnect_cap_s: float = 300.0,
+        connect_concurrency: int = 200,
+        shutdown_grace_s: float = 10.0,
+    ) -> None:
+        self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
+        self._stopping = asyncio.Event()
+        self._grace_s = shutdown_grace_s
+        slots = asyncio.Semaphore(connect_concurrency)
+        self.runtimes: list[MeterRuntime] = []
+        for meter in meters:
+            rng = random.Random(meter_seed(seed, meter.meter_id) ^ 0x5EED)
+            self.runtimes.append(
+                MeterRuntime(
+                    meter,
+                    link_factory,
+                    bus,
+                    push_offset_s=rng.uniform(0, push_randomisation_s),
+                    backoff=Backoff(rng, reconnect_base_s, reconnect_cap_s),
+                    time_scale=time_scale,
+                    connect_slots=slots,
+                    plan=self._plan,
+                    stopping=self._stopping,
+                )
+            )
+        self._group = asyncio.TaskGroup()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Fleet:
+        await self._group.__aenter__()
+        for runtime in self.runtimes:
+            self._tasks.append(
+                self._group.create_task(runtime.run(), name=f"meter:{runtime.meter.meter_id}")
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stopping.set()
+        if not self._plan.done():
+            self._plan.set_result(None)  # meters still waiting for the start just leave
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _done, still_running = await asyncio.wait(pending, timeout=self._grace_s)
+            if still_running:
+                log.warning("fleet_shutdown_cancelling", tasks=len(still_running))
+            for task in still_running:
+                task.cancel()
+        await self._group.__aexit__(exc_type, exc, tb)
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for r in self.runtimes if r.connected.is_set())
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for r in self.runtimes if r.finished.is_set())
+
+    async def wait_connected(self) -> None:
+        """Until every meter has connected once (meters keep retrying on their own)."""
+        await asyncio.gather(*(r.connected.wait() for r in self.runtimes))
+
+    def start(self, plan: RunPlan) -> None:
+        self._plan.set_result(plan)
+
+    async def wait_finished(self) -> None:
+        """Until every meter has pushed its last interval of the run."""
+        await asyncio.gather(*(r.finished.wait() for r in self.runtimes))

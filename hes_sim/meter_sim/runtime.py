@@ -1,0 +1,141 @@
+"""One meter's life on the network: connect, wait for the start, push each interval.
+
+Measuring does not depend on the link: intervals close on the simulated clock whether
+or not the meter is connected; frames wait in a bounded outbox until the link is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass
+
+import structlog
+
+from hes_sim.backoff import Backoff
+from hes_sim.clock import SimClock
+from hes_sim.errors import BrokerError
+from hes_sim.events import EventBus, MeterConnected, MeterLinkLost, PushSent, ReadProduced
+from hes_sim.meter_sim.meter import VirtualMeter
+from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.meter_sim.transport import LinkFactory, MeterLink
+from hes_sim.protocols import frame
+from hes_sim.protocols.push import DataNotification
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_LIMIT = 96  # one day of 15-minute pushes; older frames stay only in the profile
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What the fleet hands every meter when the run starts."""
+
+    clock: SimClock
+    schedule: IntervalSchedule
+
+
+class MeterRuntime:
+    def __init__(
+        self,
+        meter: VirtualMeter,
+        link_factory: LinkFactory,
+        bus: EventBus,
+        *,
+        push_offset_s: float,
+        backoff: Backoff,
+        time_scale: float,
+        connect_slots: asyncio.Semaphore,
+        plan: asyncio.Future[RunPlan | None],
+        stopping: asyncio.Event,
+    ) -> None:
+        self.meter = meter
+        self._link_factory = link_factory
+        self._bus = bus
+        self._push_offset_s = push_offset_s
+        self._backoff = backoff
+        self._time_scale = time_scale
+        self._connect_slots = connect_slots
+        self._plan = plan
+        self._stopping = stopping
+        self._outbox: deque[tuple[float, bytes]] = deque(maxlen=OUTBOX_LIMIT)
+        self._next_end: float | None = None
+        self._invoke_id = 0
+        self.connected = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve the meter until the fleet stops; link failures are retried, never raised.
+
+        A bug in one meter ends that meter only, loudly; it never takes the fleet down.
+        """
+        try:
+            await self._run()
+        except Exception as exc:
+            log.exception("meter_failed", meter_id=self.meter.meter_id)
+            self._bus.emit(MeterLinkLost(self.meter.meter_id, f"meter failed: {exc!r}"))
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    async with self._connect_slots:
+                        link = await stack.enter_async_context(
+                            self._link_factory(self.meter.meter_id)
+                        )
+                    self._bus.emit(
+                        MeterConnected(
+                            self.meter.meter_id, link.connect_wall_s, self._backoff.attempt
+                        )
+                    )
+                    self._backoff.reset()
+                    self.connected.set()
+                    await self._serve(link)
+                    return
+            except BrokerError as exc:
+                self._bus.emit(MeterLinkLost(self.meter.meter_id, str(exc)))
+                log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=str(exc))
+                await self._pause(self._backoff.next_delay())
+
+    async def _serve(self, link: MeterLink) -> None:
+        plan = await self._plan
+        if plan is None:
+            return
+        if self._next_end is None:
+            self._next_end = plan.schedule.first_end
+        await self._flush(link)
+        while self._next_end <= plan.schedule.sim_end:
+            await self._until(plan.clock, self._next_end + self._push_offset_s)
+            if self._stopping.is_set():
+                return
+            self._close_interval(self._next_end, plan.schedule.interval_s)
+            self._next_end += plan.schedule.interval_s
+            await self._flush(link)
+        self.finished.set()
+        await self._stopping.wait()
+
+    def _close_interval(self, interval_end: float, interval_s: int) -> None:
+        entry = self.meter.close_interval(interval_end, interval_s)
+        self._invoke_id = (self._invoke_id + 1) & 0xFF_FFFF
+        notification = DataNotification(self._invoke_id, None, entry)
+        self._outbox.append((interval_end, frame.encode_push_frame(notification)))
+        self._bus.emit(ReadProduced(self.meter.meter_id, interval_end))
+
+    async def _flush(self, link: MeterLink) -> None:
+        while self._outbox:
+            interval_end, payload = self._outbox[0]
+            await link.send(payload)
+            self._outbox.popleft()
+            self._bus.emit(PushSent(self.meter.meter_id, interval_end))
+
+    async def _until(self, clock: SimClock, sim_time: float) -> None:
+        """Sleep until ``sim_time`` or until the fleet stops, whichever comes first."""
+        delay = clock.wall_seconds(sim_time - clock.now())
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _pause(self, sim_seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), sim_seconds / self._time_scale)

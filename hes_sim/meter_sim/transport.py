@@ -1,0 +1,97 @@
+"""The meter's link to the head-end: frames (bytes) up, frames down.
+
+The meter runtime only sees :class:`MeterLink`; the MQTT client behind it is a detail.
+The 4G modem model and a lean transport for very large fleets plug in here by providing
+another :data:`LinkFactory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import aiomqtt
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.errors import BrokerError
+from hes_sim.protocols.topics import Channel, MeterState, topic
+
+
+class MeterLink(Protocol):
+    """An open connection of one meter."""
+
+    connect_wall_s: float
+
+    async def send(self, frame: bytes) -> None:
+        """Send one frame on the meter's up channel; raises BrokerError if the link is gone."""
+        ...
+
+    def receive(self) -> AsyncIterator[bytes]:
+        """Frames arriving on the meter's down channel."""
+        ...
+
+
+LinkFactory = Callable[[str], AbstractAsyncContextManager[MeterLink]]
+
+
+class AiomqttMeterLink:
+    def __init__(self, client: aiomqtt.Client, meter_id: str, connect_wall_s: float) -> None:
+        self._client = client
+        self._up = topic(meter_id, Channel.UP)
+        self._down = topic(meter_id, Channel.DOWN)
+        self.connect_wall_s = connect_wall_s
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._client.publish(self._up, frame, qos=1)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"publish on {self._up} failed: {exc}") from exc
+
+    async def receive(self) -> AsyncIterator[bytes]:
+        try:
+            await self._client.subscribe(self._down, qos=1)
+            async for message in self._client.messages:
+                if isinstance(message.payload, bytes | bytearray):
+                    yield bytes(message.payload)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"link on {self._down} lost: {exc}") from exc
+
+
+def aiomqtt_link_factory(broker: BrokerAddress, keepalive_s: int = 60) -> LinkFactory:
+    """Links over one aiomqtt client per meter, with ``offline`` as the retained last will."""
+
+    @asynccontextmanager
+    async def open_link(meter_id: str) -> AsyncIterator[MeterLink]:
+        state = topic(meter_id, Channel.STATE)
+        will = aiomqtt.Will(state, MeterState.OFFLINE.encode(), qos=1, retain=True)
+        client = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier=meter_id,
+            will=will,
+            keepalive=keepalive_s,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            timeout=30,
+        )
+        started = time.perf_counter()
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"{meter_id} could not connect to {broker}: {exc}") from exc
+        try:
+            elapsed = time.perf_counter() - started
+            await client.publish(state, MeterState.ONLINE.encode(), qos=1, retain=True)
+            yield AiomqttMeterLink(client, meter_id, elapsed)
+            # a clean goodbye does not fire the last will, so say it ourselves
+            await client.publish(state, MeterState.OFFLINE.encode(), qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"{meter_id} lost its link: {exc}") from exc
+        finally:
+            # the connection may already be gone; then there is nothing left to close
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+
+    return open_link

@@ -1,0 +1,110 @@
+"""DATA-NOTIFICATION APDUs carrying one block-load entry, encoded and decoded by gurux-dlms.
+
+APDU: tag 0x0F, long-invoke-id-and-priority (u32), date-time (0x00 when absent, else its
+length 0x0C and 12 octets), notification body: a structure of the profile's captured
+values (the clock as a 12-octet octet-string first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gurux_dlms import GXByteBuffer, GXDLMSNotify, GXReplyData
+from gurux_dlms.enums import Command, DataType, InterfaceType
+from gurux_dlms.GXDLMSSettings import GXDLMSSettings
+from gurux_dlms.internal._GXCommon import _GXCommon
+
+from hes_sim.errors import CodecError
+from hes_sim.protocols import cosem_datetime
+from hes_sim.protocols.block_load import (
+    LAYOUT_BY_SIGNATURE,
+    BlockLoadEntry,
+    DlmsType,
+    ProfileLayout,
+)
+
+DATA_NOTIFICATION_TAG = 0x0F
+# Priority high (bit 31) and service class confirmed (bit 30), as Gurux sets them.
+INVOKE_ID_FLAGS = 0xC000_0000
+INVOKE_ID_MASK = 0x00FF_FFFF
+_HEADER_SIZE = 1 + 4 + 1  # tag, long-invoke-id-and-priority, date-time length
+_ITEM_SIZE = {DlmsType.LONG_UNSIGNED: 3, DlmsType.DOUBLE_LONG_UNSIGNED: 5}
+_CLOCK_ITEM_SIZE = 2 + cosem_datetime.SIZE  # octet-string tag, length, 12 octets
+# gurux returns its int subclasses GXUInt16 / GXUInt32, which remember their wire type
+_WIRE_TYPES = {"GXUInt16": DlmsType.LONG_UNSIGNED, "GXUInt32": DlmsType.DOUBLE_LONG_UNSIGNED}
+
+
+@dataclass(frozen=True, slots=True)
+class DataNotification:
+    invoke_id: int  # 24 bits; the meter counts its pushes with it
+    sent_at: datetime | None
+    entry: BlockLoadEntry
+
+
+class _Gurux:
+    """The gurux objects a codec call needs. One instance per process; not shared by threads."""
+
+    def __init__(self) -> None:
+        self.notify = GXDLMSNotify(True, 1, 1, InterfaceType.PDU)
+        self.settings = GXDLMSSettings(True, None)
+
+
+_gurux = _Gurux()
+
+
+def encoded_size(layout: ProfileLayout, *, with_time: bool) -> int:
+    body = 2 + _CLOCK_ITEM_SIZE + sum(_ITEM_SIZE[c.dlms_type] for c in layout.columns)
+    return _HEADER_SIZE + (cosem_datetime.SIZE if with_time else 0) + body
+
+
+def encode(notification: DataNotification) -> bytes:
+    entry = notification.entry
+    body = GXByteBuffer()
+    body.setUInt8(DataType.STRUCTURE)
+    _GXCommon.setObjectCount(1 + len(entry.values), body)
+    settings = _gurux.settings
+    _GXCommon.setData(settings, body, DataType.OCTET_STRING, cosem_datetime.encode(entry.clock))
+    for column, value in zip(entry.layout.columns, entry.values, strict=True):
+        _GXCommon.setData(settings, body, DataType(int(column.dlms_type)), value)
+    notify = _gurux.notify
+    notify.settings.setLongInvokeID(notification.invoke_id & INVOKE_ID_MASK)
+    messages = notify.generateDataNotificationMessages(None, body)
+    apdu = bytes(messages[0])
+    if notification.sent_at is None:
+        return apdu
+    # Gurux encodes the optional date-time with its own day-of-week rules; the field is
+    # placed here so that header time and clock column share one codec.
+    return (
+        apdu[:5]
+        + bytes([cosem_datetime.SIZE])
+        + cosem_datetime.encode(notification.sent_at)
+        + apdu[6:]
+    )
+
+
+def decode(apdu: bytes) -> DataNotification:
+    if len(apdu) < _HEADER_SIZE or apdu[0] != DATA_NOTIFICATION_TAG:
+        raise CodecError("not_data_notification", f"APDU starts {apdu[:1].hex() or 'empty'}")
+    reply = GXReplyData()
+    try:
+        _gurux.notify.getData(GXByteBuffer(apdu), reply)
+    except Exception as exc:  # gurux raises bare Exception, ValueError, IndexError…
+        raise CodecError("apdu", f"gurux could not parse the APDU: {exc!r}") from exc
+    if not reply.isComplete() or reply.command != Command.DATA_NOTIFICATION:
+        raise CodecError("apdu", "incomplete DATA-NOTIFICATION")
+    body = reply.value
+    if not isinstance(body, list) or not body or not isinstance(body[0], bytes | bytearray):
+        raise CodecError("body_shape", f"body is not a structure starting with a clock: {body!r}")
+    values = body[1:]
+    if not all(isinstance(v, int) for v in values):
+        raise CodecError("body_shape", "body holds non-integer registers")
+    layout = LAYOUT_BY_SIGNATURE.get(tuple(_WIRE_TYPES.get(type(v).__name__) for v in values))
+    if layout is None:
+        raise CodecError("body_shape", f"no block-load layout has {len(values)} such registers")
+    with_time = apdu[5] != 0
+    if len(apdu) != encoded_size(layout, with_time=with_time):
+        raise CodecError("length", f"{len(apdu)} bytes for a {layout.name} notification")
+    sent_at = cosem_datetime.decode(apdu[6 : 6 + apdu[5]]) if with_time else None
+    entry = BlockLoadEntry(layout, cosem_datetime.decode(bytes(body[0])), tuple(values))
+    return DataNotification(int(reply.invokeId) & INVOKE_ID_MASK, sent_at, entry)

@@ -1,0 +1,1 @@
+"""Running a scenario end to end: private broker, head-end, fleet, report."""

@@ -1,0 +1,37 @@
+"""A progress line on stderr: redrawn in place on a terminal, a line every few seconds in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+TTY_REFRESH_S = 0.5
+LOG_REFRESH_S = 10.0
+
+
+class ProgressLine:
+    def __init__(self, render: Callable[[], str], stream: TextIO | None = None) -> None:
+        self._render = render
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.show()
+                await asyncio.sleep(TTY_REFRESH_S if self._tty else LOG_REFRESH_S)
+        finally:
+            self.show()
+            if self._tty:
+                self._stream.write("\n")
+                self._stream.flush()
+
+    def show(self) -> None:
+        text = self._render()
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + text)
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()

@@ -1,0 +1,237 @@
+"""The composition root of ``hes-sim run``: broker, store, head-end, fleet, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import structlog
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import SimClock
+from hes_sim.errors import BrokerError, ScenarioError
+from hes_sim.events import EventBus
+from hes_sim.hes.service import HeadEnd
+from hes_sim.hes.store import ReadStore, SqliteReadStore
+from hes_sim.hes.tally import IngestTally
+from hes_sim.meter_sim.fleet import Fleet, build_meters
+from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.runner.broker import PrivateMosquitto
+from hes_sim.runner.lag import LoopLagMonitor
+from hes_sim.runner.progress import ProgressLine
+from hes_sim.runner.tally import RunTally
+from hes_sim.scenario.model import Scenario
+from hes_sim.scenario.report import Percentiles, Report
+
+log = structlog.get_logger(__name__)
+
+FDS_PER_PROCESS_SPARE = 200  # store, broker probe, metrics, logs
+CONNECT_WALL_S_PER_METER = 0.005
+CONNECT_WALL_S_MIN = 30.0
+SUBSCRIBE_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    report_dir: Path
+    broker: BrokerAddress | None = None
+    db_path: Path | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    progress: bool = True
+    # called once the run is drained, before the fleet and head-end shut down (tests use it)
+    before_shutdown: Callable[[HeadEnd, ReadStore], Awaitable[None]] | None = None
+
+
+def check_file_limit(meters: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = meters + FDS_PER_PROCESS_SPARE
+    if needed > soft and needed <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    elif needed > hard:
+        raise ScenarioError(
+            f"fleet: {meters} meters need {needed} open files in one process, the limit is "
+            f"{hard}; split the fleet over several runs (sharding comes with the scale work)"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _broker(options: RunOptions) -> AsyncIterator[BrokerAddress]:
+    if options.broker is not None:
+        yield options.broker
+        return
+    async with PrivateMosquitto() as broker:
+        yield broker.address
+
+
+async def run_scenario(scenario: Scenario, options: RunOptions) -> Report:
+    check_file_limit(scenario.fleet.total)
+    return await ScenarioRun(scenario, options).execute()
+
+
+class ScenarioRun:
+    """One run of one scenario: wires the parts, drives the timeline, builds the report."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions) -> None:
+        self.scenario = scenario
+        self.options = options
+        sim_start = scenario.start.timestamp()
+        self.schedule = IntervalSchedule(
+            sim_start, sim_start + scenario.duration, scenario.interval
+        )
+        self.clock = SimClock(sim_start, scenario.time_scale)
+        self.bus = EventBus()
+        self.ingest_tally, self.run_tally = IngestTally(), RunTally()
+        self.bus.subscribe(self.ingest_tally)
+        self.bus.subscribe(self.run_tally)
+        self.lag = LoopLagMonitor(scenario.time_scale)
+        tz = timezone(scenario.start.utcoffset() or timedelta(0))
+        self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz)
+        self.reads_expected = self.schedule.count * len(self.meters)
+
+    def _db_path(self) -> Path:
+        if self.options.db_path is not None:
+            return self.options.db_path
+        path = self.options.report_dir / "reads.sqlite"
+        for stale in (path, path.with_name(path.name + "-wal")):
+            stale.unlink(missing_ok=True)  # the report dir's store belongs to this run only
+        return path
+
+    async def execute(self) -> Report:
+        self.options.report_dir.mkdir(parents=True, exist_ok=True)
+        wall_started = time.monotonic()
+        async with _broker(self.options) as broker, SqliteReadStore(self._db_path()) as store:
+            async with HeadEnd(
+                broker,
+                store,
+                self.clock,
+                self.bus,
+                metrics_host=self.options.metrics_host,
+                metrics_port=self.options.metrics_port,
+            ) as hes:
+                await self._wait_subscribed(hes, broker)
+                fleet = Fleet(
+                    self.meters,
+                    aiomqtt_link_factory(broker),
+                    self.bus,
+                    seed=self.scenario.seed,
+                    time_scale=self.scenario.time_scale,
+                    push_randomisation_s=self.scenario.push.randomisation_start_interval,
+                )
+                async with asyncio.TaskGroup() as helpers, fleet:
+                    watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
+                    if self.options.progress:
+                        progress = ProgressLine(lambda: self._progress_text(fleet, hes))
+                        watchers.append(helpers.create_task(progress.run(), name="run:progress"))
+                    try:
+                        await self._drive(fleet, hes)
+                        if self.options.before_shutdown is not None:
+                            await self.options.before_shutdown(hes, store)
+                    finally:
+                        for task in watchers:
+                            task.cancel()
+                meters_connected = fleet.connected
+            reads_stored = await store.count_reads()
+            delays = await store.delivery_delays()
+        report = self._report(
+            meters_connected, reads_stored, delays, time.monotonic() - wall_started
+        )
+        report.write(self.options.report_dir)
+        return report
+
+    async def _wait_subscribed(self, hes: HeadEnd, broker: BrokerAddress) -> None:
+        try:
+            await asyncio.wait_for(hes.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            raise BrokerError(f"the head-end could not subscribe at {broker}") from None
+        if self.options.progress:
+            url = f"http://{self.options.metrics_host}:{hes.metrics.port}/metrics"
+            sys.stderr.write(f"head-end metrics on {url}\n")
+
+    async def _drive(self, fleet: Fleet, hes: HeadEnd) -> None:
+        scenario, clock = self.scenario, self.clock
+        connect_budget = max(CONNECT_WALL_S_MIN, CONNECT_WALL_S_PER_METER * len(self.meters))
+        try:
+            await asyncio.wait_for(fleet.wait_connected(), connect_budget)
+        except TimeoutError:
+            log.warning(
+                "fleet_not_all_connected",
+                connected=fleet.connected,
+                meters=len(self.meters),
+                waited_s=connect_budget,
+            )
+        if fleet.connected == 0:
+            raise BrokerError("no meter could connect to the broker")
+        clock.start()
+        fleet.start(RunPlan(clock, self.schedule))
+        last_push = scenario.duration + scenario.push.randomisation_start_interval
+        try:
+            await asyncio.wait_for(
+                fleet.wait_finished(), clock.wall_seconds(last_push + scenario.drain_timeout)
+            )
+        except TimeoutError:
+            log.warning("fleet_not_finished", finished=fleet.finished, meters=len(self.meters))
+        try:
+            await asyncio.wait_for(
+                self.run_tally.head_end_caught_up(), clock.wall_seconds(scenario.drain_timeout)
+            )
+        except TimeoutError:
+            log.warning(
+                "head_end_behind",
+                sent=self.run_tally.pushes_sent,
+                processed=self.run_tally.pushes_processed,
+            )
+        await hes.drained()
+
+    def _progress_text(self, fleet: Fleet, hes: HeadEnd) -> str:
+        total = len(self.meters)
+        if not self.clock.running:
+            return f"connecting meters {fleet.connected}/{total}"
+        duration = self.scenario.duration
+        tally = self.ingest_tally
+        return (
+            f"sim {_hms(min(self.clock.elapsed(), duration))}/{_hms(duration)}"
+            f" | online {hes.presence.online}/{total}"
+            f" | reads {tally.reads_stored}/{self.reads_expected}"
+            f" | dup {tally.reads_duplicate} | rejected {sum(tally.decode_errors.values())}"
+            f" | queue {hes.queue_depth}"
+        )
+
+    def _report(
+        self, meters_connected: int, reads_stored: int, delays: list[float], wall_s: float
+    ) -> Report:
+        expected = self.reads_expected
+        return Report(
+            scenario=self.scenario.name,
+            seed=self.scenario.seed,
+            time_scale=self.scenario.time_scale,
+            meters=len(self.meters),
+            meters_connected=meters_connected,
+            sim_seconds=self.scenario.duration,
+            wall_seconds=round(wall_s, 2),
+            reads_expected=expected,
+            reads_produced=self.run_tally.reads_produced,
+            reads_stored=reads_stored,
+            reads_duplicate=self.ingest_tally.reads_duplicate,
+            decode_errors=sum(self.ingest_tally.decode_errors.values()),
+            decode_errors_by_reason=dict(self.ingest_tally.decode_errors),
+            read_completeness=round(reads_stored / expected, 6) if expected else 1.0,
+            delivery_delay_seconds=Percentiles.of(delays),
+            loop_lag_seconds=Percentiles.of(self.lag.samples),
+            slas=[],
+            passed=False,
+        ).with_verdicts(self.scenario)
+
+
+def _hms(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"

@@ -1,0 +1,1 @@
+"""Scenarios (what to run) and reports (what happened), validated by pydantic."""

@@ -1,0 +1,140 @@
+"""The scenario file: a pydantic model that refuses unknown fields and names bad ones.
+
+Every duration is in simulated seconds; a number, or a string such as ``"15m"``,
+``"4h"``, ``"1d"``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from hes_sim.errors import ScenarioError
+from hes_sim.meter_sim.meter import MeterKind
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: object) -> object:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration such as 900, '15m', '4h' or '1d'")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+SimSeconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Figure(StrEnum):
+    """Report figures an SLA check can name."""
+
+    READ_COMPLETENESS = "read_completeness"
+    DELIVERY_DELAY_P50 = "delivery_delay_p50"
+    DELIVERY_DELAY_P95 = "delivery_delay_p95"
+    DELIVERY_DELAY_P99 = "delivery_delay_p99"
+    DELIVERY_DELAY_MAX = "delivery_delay_max"
+    DECODE_ERRORS = "decode_errors"
+    READS_DUPLICATE = "reads_duplicate"
+    LOOP_LAG_MAX = "loop_lag_max"
+
+
+class SlaCheck(Strict):
+    name: str = Field(min_length=1)
+    figure: Figure
+    op: Literal[">=", "<=", ">", "<", "=="]
+    target: float
+
+    def holds(self, measured: float | None) -> bool:
+        if measured is None:
+            return False
+        match self.op:
+            case ">=":
+                return measured >= self.target
+            case "<=":
+                return measured <= self.target
+            case ">":
+                return measured > self.target
+            case "<":
+                return measured < self.target
+            case "==":
+                return measured == self.target
+
+
+class FleetSpec(Strict):
+    single_phase: int = Field(default=0, ge=0)
+    three_phase: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> FleetSpec:
+        if self.total == 0:
+            raise ValueError("the fleet has no meters: set single_phase and/or three_phase")
+        return self
+
+    @property
+    def total(self) -> int:
+        return self.single_phase + self.three_phase
+
+    @property
+    def counts(self) -> dict[MeterKind, int]:
+        return {MeterKind.SINGLE_PHASE: self.single_phase, MeterKind.THREE_PHASE: self.three_phase}
+
+
+class PushSpec(Strict):
+    """Push setup (class 40) attributes that spread pushes after an interval end."""
+
+    randomisation_start_interval: SimSeconds = 60.0
+
+
+class Scenario(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    seed: int = 1
+    time_scale: float = Field(gt=0, le=10_000)
+    start: datetime = Field(description="simulated start; must carry a UTC offset")
+    duration: SimSeconds = Field(gt=0)
+    interval: Literal[900, 1800] = 900
+    fleet: FleetSpec
+    push: PushSpec = PushSpec()
+    drain_timeout: SimSeconds = Field(
+        default=600.0, description="how long after the end to wait for late reads"
+    )
+    slas: list[SlaCheck] = []
+
+    @model_validator(mode="after")
+    def _aware_start(self) -> Scenario:
+        if self.start.utcoffset() is None:
+            raise ValueError("start needs a UTC offset, e.g. 2026-11-28T00:00:00+05:30")
+        return self
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file; every problem names its field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping of scenario fields at the top level")
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ScenarioError(f"{path}: {problems}") from exc

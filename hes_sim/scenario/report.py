@@ -1,0 +1,134 @@
+"""The run report: figures in simulated seconds, SLA verdicts, written as report.json."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from hes_sim.scenario.model import Figure, Scenario
+
+
+class Percentiles(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Percentiles:
+        ordered = sorted(values)
+        return cls(
+            p50=percentile(ordered, 50),
+            p95=percentile(ordered, 95),
+            p99=percentile(ordered, 99),
+            max=round(ordered[-1], 3) if ordered else None,
+        )
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values (None when there are none)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return round(ordered[rank - 1], 3)
+
+
+class SlaResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    figure: Figure
+    op: str
+    target: float
+    measured: float | None
+    passed: bool
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    scenario: str
+    seed: int
+    time_scale: float
+    meters: int
+    meters_connected: int
+    sim_seconds: float
+    wall_seconds: float
+    reads_expected: int
+    reads_produced: int
+    reads_stored: int
+    reads_duplicate: int
+    decode_errors: int
+    decode_errors_by_reason: dict[str, int]
+    read_completeness: float
+    delivery_delay_seconds: Percentiles
+    loop_lag_seconds: Percentiles
+    slas: list[SlaResult]
+    passed: bool
+
+    def figure(self, figure: Figure) -> float | None:
+        delay, lag = self.delivery_delay_seconds, self.loop_lag_seconds
+        figures: dict[Figure, float | None] = {
+            Figure.READ_COMPLETENESS: self.read_completeness,
+            Figure.DELIVERY_DELAY_P50: delay.p50,
+            Figure.DELIVERY_DELAY_P95: delay.p95,
+            Figure.DELIVERY_DELAY_P99: delay.p99,
+            Figure.DELIVERY_DELAY_MAX: delay.max,
+            Figure.DECODE_ERRORS: float(self.decode_errors),
+            Figure.READS_DUPLICATE: float(self.reads_duplicate),
+            Figure.LOOP_LAG_MAX: lag.max,
+        }
+        return figures[figure]
+
+    def with_verdicts(self, scenario: Scenario) -> Report:
+        results = []
+        for sla in scenario.slas:
+            measured = self.figure(sla.figure)
+            results.append(
+                SlaResult(
+                    name=sla.name,
+                    figure=sla.figure,
+                    op=sla.op,
+                    target=sla.target,
+                    measured=measured,
+                    passed=sla.holds(measured),
+                )
+            )
+        return self.model_copy(update={"slas": results, "passed": all(r.passed for r in results)})
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "report.json"
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def summary(self) -> str:
+        d = self.delivery_delay_seconds
+        lines = [
+            (
+                f"scenario {self.scenario!r} (seed {self.seed}, x{self.time_scale:g}): "
+                f"{self.meters_connected}/{self.meters} meters, "
+                f"{self.sim_seconds:.0f} sim s in {self.wall_seconds:.1f} wall s"
+            ),
+            (
+                f"reads: {self.reads_stored}/{self.reads_expected} stored "
+                f"(completeness {self.read_completeness:.4f}), "
+                f"{self.reads_duplicate} duplicate, {self.decode_errors} rejected"
+            ),
+            (
+                f"delivery delay (sim s): p50 {d.p50} p95 {d.p95} p99 {d.p99} max {d.max}; "
+                f"event-loop lag max {self.loop_lag_seconds.max} sim s"
+            ),
+        ]
+        for sla in self.slas:
+            mark = "PASS" if sla.passed else "FAIL"
+            lines.append(
+                f"  [{mark}] {sla.name}: {sla.figure} {sla.measured} {sla.op} {sla.target:g}"
+            )
+        lines.append("verdict: " + ("PASSED" if self.passed else "FAILED"))
+        return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Process settings from ``HES_*`` environment variables (command-line flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HES_", extra="forbid", frozen=True)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    log_format: Literal["console", "json"] = "console"
+    broker_url: str | None = Field(
+        default=None, description="use this broker instead of starting a private mosquitto"
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    db_path: Path | None = None

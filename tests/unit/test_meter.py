@@ -1,0 +1,71 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hes_sim.meter_sim.fleet import build_meters
+from hes_sim.meter_sim.load_model import daily_shape
+from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
+from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.protocols.block_load import Quantity
+
+IST = timezone(timedelta(hours=5, minutes=30))
+START = datetime(2026, 11, 28, tzinfo=IST).timestamp()
+DAY = IntervalSchedule(START, START + 86_400, 900)
+
+
+def run_day(meter: VirtualMeter):
+    return [meter.close_interval(end, 900) for end in DAY.interval_ends()]
+
+
+@pytest.mark.parametrize("kind", list(MeterKind))
+def test_blocks_add_up_to_the_monotonic_register(kind: MeterKind):
+    meter = VirtualMeter.create("M1", kind, fleet_seed=7, tz=IST)
+    register_before = meter.registers.wh_import
+    previous = 0.0
+    total_blocks = 0
+    for entry in run_day(meter):
+        assert meter.registers.wh_import >= previous
+        previous = meter.registers.wh_import
+        total_blocks += entry.raw(Quantity.WH_IMPORT)
+        assert entry.raw(Quantity.VAH_IMPORT) >= entry.raw(Quantity.WH_IMPORT) - 1
+    assert total_blocks == int(meter.registers.wh_import - register_before)
+
+
+def test_same_seed_same_readings_other_seed_other_readings():
+    first = run_day(VirtualMeter.create("SP0000001", MeterKind.SINGLE_PHASE, 42, IST))
+    again = run_day(VirtualMeter.create("SP0000001", MeterKind.SINGLE_PHASE, 42, IST))
+    other = run_day(VirtualMeter.create("SP0000001", MeterKind.SINGLE_PHASE, 43, IST))
+    assert first == again
+    assert first != other
+
+
+def test_household_consumption_is_plausible():
+    meters = build_meters({MeterKind.SINGLE_PHASE: 50}, fleet_seed=1, tz=IST)
+    daily_kwh = [sum(e.raw(Quantity.WH_IMPORT) for e in run_day(m)) / 1000 for m in meters]
+    mean = sum(daily_kwh) / len(daily_kwh)
+    assert 3 < mean < 20  # Indian urban households: a few to a dozen or so kWh a day
+    assert max(daily_kwh) > min(daily_kwh) * 1.5  # consumers differ
+
+
+def test_evening_peak_exceeds_night():
+    assert daily_shape(20.5) > 3 * daily_shape(3.0)
+    meters = build_meters({MeterKind.SINGLE_PHASE: 30}, fleet_seed=3, tz=IST)
+    by_hour: dict[int, float] = {}
+    for meter in meters:
+        for entry in run_day(meter):
+            hour = (entry.clock - timedelta(seconds=1)).hour
+            by_hour[hour] = by_hour.get(hour, 0) + entry.raw(Quantity.WH_IMPORT)
+    assert by_hour[20] > 2 * by_hour[3]
+
+
+def test_voltages_and_currents_are_in_range():
+    for kind in MeterKind:
+        meter = VirtualMeter.create("M9", kind, 5, IST)
+        for entry in run_day(meter):
+            assert 200 < entry.average_voltage() < 260
+            assert 0 <= entry.average_current() < 100
+
+
+def test_meter_ids_by_kind():
+    meters = build_meters({MeterKind.SINGLE_PHASE: 2, MeterKind.THREE_PHASE: 1}, 1, IST)
+    assert [m.meter_id for m in meters] == ["SP0000001", "SP0000002", "TP0000001"]

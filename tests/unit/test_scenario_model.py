@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from hes_sim.errors import ScenarioError
+from hes_sim.scenario.model import Figure, SlaCheck, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+VALID = """
+name: t
+seed: 3
+time_scale: 600
+start: 2026-11-28T00:00:00+05:30
+duration: 1h
+fleet: {single_phase: 2}
+slas:
+  - {name: complete, figure: read_completeness, op: ">=", target: 1.0}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_scenarios_are_valid():
+    paths = sorted((ROOT / "config" / "scenarios").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        load_scenario(path)
+
+
+def test_durations_accept_units(tmp_path: Path):
+    scenario = load_scenario(write(tmp_path, VALID))
+    assert scenario.duration == 3600
+    assert scenario.push.randomisation_start_interval == 60
+    assert scenario.slas[0].figure is Figure.READ_COMPLETENESS
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("seed: 3", "seed: 3\ncolour: blue"), "colour"),
+        (("duration: 1h", "duration: soon"), "duration"),
+        (("fleet: {single_phase: 2}", "fleet: {single_phase: -1}"), "fleet.single_phase"),
+        (("fleet: {single_phase: 2}", "fleet: {}"), "fleet"),
+        (("fleet: {single_phase: 2}", "fleet: {single_phase: 2, polyphase: 1}"), "fleet.polyphase"),
+        (("+05:30", ""), "start"),
+        (("time_scale: 600", "time_scale: 0"), "time_scale"),
+        (("figure: read_completeness", "figure: happiness"), "slas.0.figure"),
+        (("seed: 3", "seed: 3\ninterval: 600"), "interval"),
+    ],
+)
+def test_invalid_scenarios_name_the_field(tmp_path: Path, change: tuple[str, str], field: str):
+    with pytest.raises(ScenarioError, match=rf"{field}\b"):
+        load_scenario(write(tmp_path, VALID.replace(*change)))
+
+
+def test_not_yaml_and_missing_files(tmp_path: Path):
+    with pytest.raises(ScenarioError, match="not valid YAML"):
+        load_scenario(write(tmp_path, "name: [unclosed"))
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario(tmp_path / "absent.yaml")
+    with pytest.raises(ScenarioError, match="mapping"):
+        load_scenario(write(tmp_path, "- a list"))
+
+
+@pytest.mark.parametrize(
+    ("op", "measured", "holds"),
+    [(">=", 1.0, True), (">=", 0.99, False), ("<=", 5, True), ("==", 0, False), ("<", None, False)],
+)
+def test_sla_check(op: str, measured: float | None, holds: bool):
+    check = SlaCheck(name="x", figure=Figure.DECODE_ERRORS, op=op, target=1.0 if op != "<=" else 5)  # type: ignore[arg-type]
+    assert check.holds(measured) is holds
