@@ -69,6 +69,12 @@ class MeterOffline:
     meter_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class HeadEndSubscribed:
+    broker: str
+    session: int  # 1 for the first subscription, then one more after each reconnect
+
+
 Event = (
     MeterConnected
     | MeterLinkLost
@@ -79,6 +85,7 @@ Event = (
     | DecodeFailed
     | MeterOnline
     | MeterOffline
+    | HeadEndSubscribed
 )
 Handler = Callable[[Event], None]
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from hes_sim.events import (
     DecodeFailed,
     Event,
+    HeadEndSubscribed,
     ReadDuplicate,
     ReadStored,
 )
@@ -50,6 +51,11 @@ class HesMetrics:
             buckets=DELAY_BUCKETS,
             registry=registry,
         )
+        self.broker_sessions = Counter(
+            "hes_broker_sessions",
+            "Subscriptions made to the broker (more than one means reconnects)",
+            registry=registry,
+        )
         queue = Gauge("hes_ingest_queue_depth", "Messages waiting to be decoded", registry=registry)
         queue.set_function(queue_depth)
 
@@ -62,5 +68,7 @@ class HesMetrics:
                 self.reads_duplicate.inc()
             case DecodeFailed(reason=reason):
                 self.decode_errors.labels(reason=reason).inc()
+            case HeadEndSubscribed():
+                self.broker_sessions.inc()
             case _:
                 pass

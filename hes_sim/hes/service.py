@@ -24,7 +24,13 @@ from hes_sim.backoff import Backoff
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import Clock
 from hes_sim.errors import CodecError
-from hes_sim.events import DecodeFailed, EventBus, MeterOffline, MeterOnline
+from hes_sim.events import (
+    DecodeFailed,
+    EventBus,
+    HeadEndSubscribed,
+    MeterOffline,
+    MeterOnline,
+)
 from hes_sim.hes.http_metrics import MetricsServer
 from hes_sim.hes.ingest import InboundPush, Ingest
 from hes_sim.hes.metrics import HesMetrics
@@ -109,7 +115,7 @@ class HeadEnd:
 
     async def _read_broker(self) -> None:
         backoff = Backoff(random.Random(), base=0.2, cap=10.0)
-        first = True
+        sessions = 0
         while True:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -118,7 +124,7 @@ class HeadEnd:
                 self._broker.port,
                 identifier=self._client_id,
                 protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=first,
+                clean_start=sessions == 0,
                 properties=properties,
                 keepalive=30,
             )
@@ -126,9 +132,10 @@ class HeadEnd:
                 async with client:
                     await client.subscribe(topics.subscription(Channel.UP, shared=True), qos=1)
                     await client.subscribe(topics.subscription(Channel.STATE), qos=1)
-                    first = False
+                    sessions += 1
                     backoff.reset()
                     self.subscribed.set()
+                    self._bus.emit(HeadEndSubscribed(str(self._broker), sessions))
                     log.info("hes_subscribed", broker=str(self._broker), client_id=self._client_id)
                     async for message in client.messages:
                         await self._route(str(message.topic), message.payload)

@@ -1,7 +1,8 @@
 """One meter's life on the network: connect, wait for the start, push each interval.
 
-Measuring does not depend on the link: intervals close on the simulated clock whether
-or not the meter is connected; frames wait in a bounded outbox until the link is back.
+No interval is lost to a broken link: a frame that could not be sent waits in a bounded
+outbox, and intervals that ended while the link was down are closed, each with its own
+time stamp, as soon as it is back, then pushed in order.
 """
 
 from __future__ import annotations

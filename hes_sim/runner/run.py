@@ -38,6 +38,7 @@ FDS_PER_PROCESS_SPARE = 200  # store, broker probe, metrics, logs
 CONNECT_WALL_S_PER_METER = 0.005
 CONNECT_WALL_S_MIN = 30.0
 SUBSCRIBE_TIMEOUT_S = 15.0
+BROKER_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,24 @@ def check_file_limit(meters: int) -> None:
 @contextlib.asynccontextmanager
 async def _broker(options: RunOptions) -> AsyncIterator[BrokerAddress]:
     if options.broker is not None:
+        await probe(options.broker)
         yield options.broker
         return
     async with PrivateMosquitto() as broker:
         yield broker.address
+
+
+async def probe(broker: BrokerAddress) -> None:
+    """Fail at once, with a clear message, when nothing listens at ``broker``."""
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(broker.host, broker.port), BROKER_PROBE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError) as exc:
+        raise BrokerError(f"cannot reach the broker at {broker}: {exc or 'timed out'}") from exc
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def run_scenario(scenario: Scenario, options: RunOptions) -> Report:

@@ -1,0 +1,86 @@
+"""`hes-sim` as a user runs it: exit codes, messages, report on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hes_sim.runner.broker import free_port
+from tests.integration.conftest import write_scenario
+
+SMALL = """
+name: cli
+seed: 5
+time_scale: 900
+start: 2026-11-28T10:00:00+05:30
+duration: 30m
+fleet: {single_phase: 15, three_phase: 5}
+push: {randomisation_start_interval: 10}
+slas:
+  - {name: complete, figure: read_completeness, op: ">=", target: 1.0}
+"""
+
+
+def hes_sim(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hes_sim.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_passing_run_exits_0_and_writes_its_report(tmp_path: Path):
+    scenario = write_scenario(tmp_path, SMALL)
+    result = hes_sim("run", scenario, "--report-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["reads_expected"] == 40
+    assert report["read_completeness"] == 1.0
+    assert "verdict: PASSED" in result.stdout
+    assert "report.json" in result.stdout
+
+
+def test_failing_sla_exits_1(tmp_path: Path):
+    scenario = write_scenario(
+        tmp_path,
+        SMALL + '  - {name: impossible, figure: delivery_delay_max, op: "<", target: 0}\n',
+    )
+    result = hes_sim("run", scenario, "--report-dir", tmp_path / "out", "--no-progress")
+    assert result.returncode == 1, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["passed"] for s in report["slas"]] == [True, False]
+    assert report["passed"] is False
+    assert "[FAIL] impossible" in result.stdout
+
+
+def test_invalid_scenario_exits_2_and_names_the_field(tmp_path: Path):
+    scenario = write_scenario(tmp_path, SMALL.replace("seed: 5", "seed: 5\nmeters: 10"))
+    result = hes_sim("run", scenario, "--report-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert "meters" in result.stderr
+    assert "Extra inputs are not permitted" in result.stderr
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_unreachable_broker_exits_2(tmp_path: Path):
+    scenario = write_scenario(tmp_path, SMALL)
+    result = hes_sim(
+        "run",
+        scenario,
+        "--report-dir",
+        tmp_path / "out",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+    )
+    assert result.returncode == 2
+    assert "cannot reach the broker" in result.stderr
+
+
+def test_validate(tmp_path: Path):
+    good = hes_sim("validate", write_scenario(tmp_path, SMALL))
+    assert good.returncode == 0
+    assert "20 meters" in good.stdout
