@@ -32,7 +32,7 @@ from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.schedule import IntervalSchedule
-from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.meter_sim.transport import MeterLink, aiomqtt_link_factory
 from hes_sim.protocols import frame, push
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.broker import PrivateMosquitto
@@ -74,7 +74,7 @@ async def publish(broker: PrivateMosquitto, topic_name: str, payload: bytes) -> 
 METER_PROCESS = """
 import asyncio, sys
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.meter_sim.transport import MeterLink, aiomqtt_link_factory
 
 async def main():
     open_link = aiomqtt_link_factory(BrokerAddress.parse(sys.argv[1]), keepalive_s=5)
@@ -154,13 +154,19 @@ async def test_head_end_rides_out_a_broker_restart(
 
 
 async def test_sending_on_a_lost_link_raises_broker_error(mosquitto: PrivateMosquitto):
-    open_link = aiomqtt_link_factory(mosquitto.address)
-    with pytest.raises(BrokerError):
-        async with open_link("SP0000006") as link:
+    async def send_until_refused(link: MeterLink) -> None:
+        # the client learns of the dead socket from its read loop, a moment after the kill
+        for _ in range(100):
+            await link.send(a_push("SP0000006"))
+            await asyncio.sleep(0.05)
+
+    async def kill_the_broker_while_connected() -> None:
+        async with aiomqtt_link_factory(mosquitto.address)("SP0000006") as link:
             await mosquitto.stop(kill=True)
-            for _ in range(50):  # the client notices the dead socket on its next write
-                await link.send(a_push("SP0000006"))
-                await asyncio.sleep(0.05)
+            await send_until_refused(link)
+
+    with pytest.raises(BrokerError):
+        await kill_the_broker_while_connected()
 
 
 async def test_meters_ride_out_a_broker_outage_and_push_every_interval(
