@@ -124,7 +124,9 @@ class HeadEnd:
                 self._broker.port,
                 identifier=self._client_id,
                 protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=sessions == 0,
+                # resume our session (and the pushes queued for it) across reconnects and
+                # restarts; a new session is made when the broker has none
+                clean_start=False,
                 properties=properties,
                 keepalive=30,
             )

@@ -78,6 +78,12 @@ class PrivateMosquitto:
         self.address = BrokerAddress("127.0.0.1", 0)
 
     @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise BrokerError("mosquitto is not running")
+        return self._process.pid
+
+    @property
     def log_path(self) -> Path:
         return Path(self._dir.name) / "mosquitto.log"
 

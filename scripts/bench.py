@@ -1,0 +1,287 @@
+"""`make bench`: figures for the foundation, printed, never asserted.
+
+1. Fleet: meters connected per fleet process, wall time to connect them, RSS per meter
+   (fleet process) and per connection (mosquitto), at 1k and 5k meters. Each size runs
+   in a fresh process against a fresh private mosquitto.
+2. Codec: gurux-dlms encode and decode of one block-load push, in microseconds.
+3. Ingest: a burst of pushes queued at the broker for a persistent session, then taken by
+   (a) the head-end (decode + validate + store) and (b) mosquitto_sub alone, same stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import timeit
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import aiomqtt
+import psutil
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import ManualClock
+from hes_sim.events import EventBus, ReadStored
+from hes_sim.hes.service import HeadEnd
+from hes_sim.hes.store import SqliteReadStore
+from hes_sim.meter_sim.fleet import Fleet, build_meters
+from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.protocols import frame, push
+from hes_sim.protocols.topics import Channel, topic
+from hes_sim.runner.broker import PrivateMosquitto, find_mosquitto
+
+IST = timezone(timedelta(hours=5, minutes=30))
+START = datetime(2026, 11, 28, tzinfo=IST).timestamp()
+QUIET = logging.getLogger("bench.publisher")  # aiomqtt warns of every pending publish
+QUIET.setLevel(logging.ERROR)
+PUBLISH_WINDOW = 500  # QoS 1 publishes in flight at once (aiomqtt warns past ~1,000)
+
+
+def rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+# ---------------------------------------------------------------- 1. fleet connect
+
+
+async def fleet_connect(meters: int, broker_url: str) -> dict[str, float]:
+    broker = BrokerAddress.parse(broker_url)
+    before = rss()
+    fleet_meters = build_meters({MeterKind.SINGLE_PHASE: meters}, 1, IST)
+    started = time.perf_counter()
+    async with Fleet(
+        fleet_meters,
+        aiomqtt_link_factory(broker),
+        EventBus(),
+        seed=1,
+        time_scale=1,
+        push_randomisation_s=0,
+    ) as fleet:
+        await asyncio.wait_for(fleet.wait_connected(), 600)
+        connect_s = time.perf_counter() - started
+        await asyncio.sleep(2)  # let connection housekeeping settle before reading RSS
+        after = rss()
+        connected = fleet.connected
+    return {
+        "meters": meters,
+        "connected": connected,
+        "connect_s": connect_s,
+        "rss_per_meter_kb": (after - before) / meters / 1024,
+    }
+
+
+async def bench_fleet(sizes: list[int]) -> list[dict[str, float]]:
+    rows = []
+    for size in sizes:
+        async with PrivateMosquitto() as broker:
+            broker_proc = psutil.Process(broker.pid)
+            broker_before = broker_proc.memory_info().rss
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "fleet-child",
+                str(size),
+                str(broker.address),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            # sample the broker while the child holds its connections
+            out_task = asyncio.ensure_future(child.communicate())
+            broker_peak = broker_before
+            while not out_task.done():
+                broker_peak = max(broker_peak, broker_proc.memory_info().rss)
+                await asyncio.wait({out_task}, timeout=0.5)
+            stdout, _ = out_task.result()
+            row = json.loads(stdout.decode().strip().splitlines()[-1])
+            row["broker_kb_per_connection"] = (broker_peak - broker_before) / size / 1024
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- 2. codec
+
+
+def bench_codec() -> dict[str, float]:
+    meter = build_meters({MeterKind.SINGLE_PHASE: 1}, 1, IST)[0]
+    notification = push.DataNotification(1, None, meter.close_interval(START + 900, 900))
+    data = frame.encode_push_frame(notification)
+    runs = 5000
+    enc = timeit.timeit(lambda: frame.encode_push_frame(notification), number=runs) / runs
+    dec = timeit.timeit(lambda: frame.decode_push_frame(data), number=runs) / runs
+    return {"frame_bytes": len(data), "encode_us": enc * 1e6, "decode_us": dec * 1e6}
+
+
+# ---------------------------------------------------------------- 3. ingest burst
+
+
+def burst(meters: int, intervals: int) -> list[tuple[str, bytes]]:
+    frames = []
+    for meter in build_meters({MeterKind.SINGLE_PHASE: meters}, 1, IST):
+        for k in range(1, intervals + 1):
+            entry = meter.close_interval(START + 900 * k, 900)
+            frames.append(
+                (meter.meter_id, frame.encode_push_frame(push.DataNotification(k, None, entry)))
+            )
+    return frames
+
+
+async def publish_all(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
+    started = time.perf_counter()
+    async with aiomqtt.Client(
+        broker.address.host, broker.address.port, max_inflight_messages=1000, logger=QUIET
+    ) as client:
+        for first in range(0, len(frames), PUBLISH_WINDOW):
+            window = frames[first : first + PUBLISH_WINDOW]
+            await asyncio.gather(
+                *(client.publish(topic(m, Channel.UP), payload, qos=1) for m, payload in window)
+            )
+    return len(frames) / (time.perf_counter() - started)
+
+
+async def bench_head_end(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        async with SqliteReadStore(Path(directory) / "reads.sqlite") as store:
+            clock = ManualClock(START + 86_400 * 30)
+            async with HeadEnd(
+                broker.address, store, clock, EventBus(), client_id="bench-hes"
+            ) as hes:
+                await asyncio.wait_for(hes.subscribed.wait(), 10)  # makes the session
+            await publish_all(broker, frames)  # queued at the broker for the session
+            bus = EventBus()
+            done = asyncio.Event()
+            stored = 0
+
+            def count(event: object) -> None:
+                nonlocal stored
+                if isinstance(event, ReadStored):
+                    stored += 1
+                    if stored == len(frames):
+                        done.set()
+
+            bus.subscribe(count)
+            started = time.perf_counter()
+            async with HeadEnd(broker.address, store, clock, bus, client_id="bench-hes"):
+                await asyncio.wait_for(done.wait(), 600)
+                return len(frames) / (time.perf_counter() - started)
+
+
+async def bench_mosquitto_sub(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
+    sub = shutil.which("mosquitto_sub")
+    if sub is None:
+        return float("nan")
+    common = [
+        sub,
+        "-h",
+        broker.address.host,
+        "-p",
+        str(broker.address.port),
+        "-q",
+        "1",
+        "-c",
+        "-i",
+        "bench-sub",
+        "-t",
+        "mtr/v1/+/up",
+    ]
+    # create the persistent session, then leave
+    maker = await asyncio.create_subprocess_exec(
+        *common,
+        "-C",
+        "1",
+        "-W",
+        "1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await maker.wait()
+    await publish_all(broker, frames)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *common,
+        "-C",
+        str(len(frames)),
+        "-N",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.wait_for(proc.wait(), 600)
+    return len(frames) / (time.perf_counter() - started)
+
+
+async def bench_ingest(meters: int, intervals: int) -> dict[str, float]:
+    frames = burst(meters, intervals)
+    async with PrivateMosquitto() as broker:
+        publish_rate = await publish_all(broker, frames[: min(5000, len(frames))])
+    async with PrivateMosquitto() as broker:
+        hes_rate = await bench_head_end(broker, frames)
+    async with PrivateMosquitto() as broker:
+        sub_rate = await bench_mosquitto_sub(broker, frames)
+    return {
+        "pushes": len(frames),
+        "publisher_per_s": publish_rate,
+        "head_end_per_s": hes_rate,
+        "mosquitto_sub_per_s": sub_rate,
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["all", "fleet", "codec", "ingest", "fleet-child"]
+    )
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--sizes", default="1000,5000", help="fleet sizes to connect")
+    parser.add_argument("--burst", default="2000x10", help="meters x intervals of the ingest burst")
+    options = parser.parse_args()
+
+    if options.what == "fleet-child":
+        size, broker_url = int(options.args[0]), options.args[1]
+        print(json.dumps(asyncio.run(fleet_connect(size, broker_url))))
+        return
+
+    find_mosquitto()
+    print(f"hes-sim bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    if options.what in ("all", "codec"):
+        codec = bench_codec()
+        print("\ncodec (gurux-dlms, one block-load push)")
+        print(
+            f"  frame {codec['frame_bytes']} bytes: encode {codec['encode_us']:.1f} us, "
+            f"decode {codec['decode_us']:.1f} us"
+        )
+    if options.what in ("all", "fleet"):
+        sizes = [int(s) for s in options.sizes.split(",")]
+        print("\nfleet connect (one fleet process, aiomqtt link per meter, private mosquitto)")
+        print(
+            f"  {'meters':>7} {'connected':>9} {'connect s':>9} {'meters/s':>9} "
+            f"{'RSS/meter KB':>12} {'broker KB/conn':>14}"
+        )
+        for row in asyncio.run(bench_fleet(sizes)):
+            print(
+                f"  {row['meters']:>7} {row['connected']:>9} {row['connect_s']:>9.2f} "
+                f"{row['meters'] / row['connect_s']:>9.0f} {row['rss_per_meter_kb']:>12.1f} "
+                f"{row['broker_kb_per_connection']:>14.2f}"
+            )
+    if options.what in ("all", "ingest"):
+        meters, intervals = (int(x) for x in options.burst.split("x"))
+        result = asyncio.run(bench_ingest(meters, intervals))
+        print(f"\ningest burst: {result['pushes']} pushes queued at the broker, then drained")
+        print(f"  head-end (decode + validate + store): {result['head_end_per_s']:>8.0f} reads/s")
+        print(
+            f"  mosquitto_sub alone, same stream:     {result['mosquitto_sub_per_s']:>8.0f} msgs/s"
+        )
+        print(f"  (publisher, one aiomqtt client:       {result['publisher_per_s']:>8.0f} msgs/s)")
+
+
+if __name__ == "__main__":
+    main()
