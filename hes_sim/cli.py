@@ -1,16 +1,18 @@
 """``hes-sim``: the command line.
 
 Exit codes of ``run``: 0 every SLA passed, 1 an SLA failed, 2 the scenario is invalid or
-the run could not start.
+the run could not start, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -23,7 +25,9 @@ from hes_sim.runner.run import RunOptions, run_scenario
 from hes_sim.scenario.model import Scenario, load_scenario
 from hes_sim.settings import Settings
 
-EXIT_PASSED, EXIT_SLA_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PASSED, EXIT_SLA_FAILED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
@@ -89,7 +93,7 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
         progress=not args.no_progress,
     )
     try:
-        report = asyncio.run(run_scenario(scenario, options))
+        report = asyncio.run(_stoppable(run_scenario(scenario, options)))
     except (HesSimError, OSError, ExceptionGroup) as exc:
         # errors raised inside a TaskGroup arrive wrapped in an ExceptionGroup
         reasons = _start_failures(exc)
@@ -100,9 +104,26 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
     except KeyboardInterrupt:
         print("hes-sim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        print("hes-sim: stopped by SIGTERM; everything was shut down", file=sys.stderr)
+        return EXIT_TERMINATED
     print(report.summary())
     print(f"report: {args.report_dir / 'report.json'}")
     return EXIT_PASSED if report.passed else EXIT_SLA_FAILED
+
+
+async def _stoppable(run: Coroutine[Any, Any, T]) -> T:
+    """Run ``run`` so that SIGTERM (a CI timeout, a service stop) shuts it down cleanly,
+    stopping the fleet, the head-end and the private broker, as Ctrl-C does."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    if main_task is None:  # pragma: no cover - asyncio.run always runs a task
+        return await run
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+    try:
+        return await run
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _start_failures(exc: BaseException) -> str | None:

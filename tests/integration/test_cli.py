@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 from hes_sim.runner.broker import free_port
 from tests.integration.conftest import write_scenario
@@ -84,3 +87,35 @@ def test_validate(tmp_path: Path):
     good = hes_sim("validate", write_scenario(tmp_path, SMALL))
     assert good.returncode == 0
     assert "20 meters" in good.stdout
+
+
+def test_sigterm_stops_the_run_and_its_private_broker(tmp_path: Path):
+    long_run = write_scenario(tmp_path, SMALL.replace("duration: 30m", "duration: 30d"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hes_sim.cli",
+            "run",
+            str(long_run),
+            "--report-dir",
+            str(tmp_path / "out"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the metrics line comes once the head-end subscribed
+            if "head-end metrics on" in line:
+                break
+        brokers = [p for p in psutil.Process(process.pid).children() if "mosquitto" in p.name()]
+        assert len(brokers) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+        assert "stopped by SIGTERM" in process.stderr.read()
+        psutil.wait_procs(brokers, timeout=10)
+        assert not brokers[0].is_running()
+    finally:
+        process.kill()
+        process.wait()
