@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 import structlog
@@ -42,12 +41,7 @@ class MetricsServer:
         log.info("metrics_listening", url=f"http://{self._host}:{self.port}/metrics")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

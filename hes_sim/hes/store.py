@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from hes_sim.errors import StoreError
@@ -75,12 +74,7 @@ class SqliteReadStore:
             raise StoreError(f"cannot open SQLite store {self._path}: {exc}") from exc
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         try:
             await self._run(self._close)
         finally:

@@ -17,7 +17,6 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import structlog
@@ -95,12 +94,7 @@ class PrivateMosquitto:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         try:
             await self.stop()
         finally:
