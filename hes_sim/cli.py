@@ -91,6 +91,9 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
         metrics_host=settings.metrics_host,
         metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
         progress=not args.no_progress,
+        fleet_secret=(
+            settings.fleet_secret.get_secret_value().encode() if settings.fleet_secret else None
+        ),
     )
     try:
         report = asyncio.run(_stoppable(run_scenario(scenario, options)))

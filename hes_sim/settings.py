@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,3 +20,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     db_path: Path | None = None
+    fleet_secret: SecretStr | None = Field(
+        default=None,
+        description="secret every meter's suite-0 keys derive from (default: random per run)",
+    )

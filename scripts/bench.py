@@ -4,8 +4,9 @@
    (fleet process) and per connection (mosquitto), at 1k and 5k meters. Each size runs
    in a fresh process against a fresh private mosquitto.
 2. Codec: gurux-dlms encode and decode of one block-load push, in microseconds.
-3. Ingest: a burst of pushes queued at the broker for a persistent session, then taken by
-   (a) the head-end (decode + validate + store) and (b) mosquitto_sub alone, same stream.
+3. Ingest: a burst of suite-0 ciphered pushes queued at the broker for a persistent
+   session, then taken by (a) the head-end (decipher + decode + validate + store) and
+   (b) mosquitto_sub alone, same stream.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,12 +31,14 @@ import psutil
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import ManualClock
 from hes_sim.events import EventBus, ReadStored
+from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import SqliteReadStore
+from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
-from hes_sim.protocols import frame, push
+from hes_sim.protocols import frame, push, security, wrapper
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.broker import PrivateMosquitto, find_mosquitto
 
@@ -42,6 +46,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2026, 11, 28, tzinfo=IST).timestamp()
 QUIET = logging.getLogger("bench.publisher")  # aiomqtt warns of every pending publish
 QUIET.setLevel(logging.ERROR)
+BENCH_KEYRING = FleetKeyring(b"bench fleet secret, not a real one")
 PUBLISH_WINDOW = 500  # QoS 1 publishes in flight at once (aiomqtt warns past ~1,000)
 
 
@@ -112,10 +117,28 @@ def bench_codec() -> dict[str, float]:
     meter = build_meters({MeterKind.SINGLE_PHASE: 1}, 1, IST)[0]
     notification = push.DataNotification(1, None, meter.close_interval(START + 900, 900))
     data = frame.encode_push_frame(notification)
+    keyring = BENCH_KEYRING
+    sender = frame.Sender(
+        keyring.system_title_for(meter.meter_id), keyring.keys_for(meter.meter_id), 1
+    )
+    ciphered = wrapper.unwrap(frame.encode_push_frame(notification, sender))[1]
+    parsed = security.parse(ciphered)
+    keys = keyring.keys_for(meter.meter_id)
     runs = 5000
-    enc = timeit.timeit(lambda: frame.encode_push_frame(notification), number=runs) / runs
-    dec = timeit.timeit(lambda: frame.decode_push_frame(data), number=runs) / runs
-    return {"frame_bytes": len(data), "encode_us": enc * 1e6, "decode_us": dec * 1e6}
+
+    def per_call_us(call: Callable[[], object]) -> float:
+        return timeit.timeit(call, number=runs) / runs * 1e6
+
+    return {
+        "frame_bytes": len(data),
+        "ciphered_bytes": len(ciphered) + wrapper.HEADER_SIZE,
+        "encode_us": per_call_us(lambda: frame.encode_push_frame(notification)),
+        "decode_us": per_call_us(lambda: frame.decode_push_frame(data)),
+        "cipher_us": per_call_us(lambda: frame.encode_push_frame(notification, sender))
+        - per_call_us(lambda: frame.encode_push_frame(notification)),
+        "decipher_us": per_call_us(lambda: security.decrypt(parsed, sender.system_title, keys)),
+        "derive_keys_us": per_call_us(lambda: keyring.keys_for(meter.meter_id)),
+    }
 
 
 # ---------------------------------------------------------------- 3. ingest burst
@@ -126,9 +149,13 @@ def burst(meters: int, intervals: int) -> list[tuple[str, bytes]]:
     for meter in build_meters({MeterKind.SINGLE_PHASE: meters}, 1, IST):
         for k in range(1, intervals + 1):
             entry = meter.close_interval(START + 900 * k, 900)
-            frames.append(
-                (meter.meter_id, frame.encode_push_frame(push.DataNotification(k, None, entry)))
+            sender = frame.Sender(
+                BENCH_KEYRING.system_title_for(meter.meter_id),
+                BENCH_KEYRING.keys_for(meter.meter_id),
+                k,
             )
+            notification = push.DataNotification(k, None, entry)
+            frames.append((meter.meter_id, frame.encode_push_frame(notification, sender)))
     return frames
 
 
@@ -167,7 +194,10 @@ async def bench_head_end(broker: PrivateMosquitto, frames: list[tuple[str, bytes
 
             bus.subscribe(count)
             started = time.perf_counter()
-            async with HeadEnd(broker.address, store, clock, bus, client_id="bench-hes"):
+            policy = PushPolicy(keyring=BENCH_KEYRING, require_ciphered=True)
+            async with HeadEnd(
+                broker.address, store, clock, bus, policy=policy, client_id="bench-hes"
+            ):
                 await asyncio.wait_for(done.wait(), 600)
                 return len(frames) / (time.perf_counter() - started)
 
@@ -254,10 +284,15 @@ def main() -> None:
     print(f"hes-sim bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     if options.what in ("all", "codec"):
         codec = bench_codec()
-        print("\ncodec (gurux-dlms, one block-load push)")
+        print("\ncodec (one block-load push; gurux-dlms for the APDU, cryptography for AES-GCM)")
         print(
-            f"  frame {codec['frame_bytes']} bytes: encode {codec['encode_us']:.1f} us, "
+            f"  plain frame {codec['frame_bytes']} bytes: encode {codec['encode_us']:.1f} us, "
             f"decode {codec['decode_us']:.1f} us"
+        )
+        print(
+            f"  suite 0 frame {codec['ciphered_bytes']} bytes: cipher +{codec['cipher_us']:.1f} us,"
+            f" decipher {codec['decipher_us']:.1f} us, derive a meter's keys "
+            f"{codec['derive_keys_us']:.1f} us"
         )
     if options.what in ("all", "fleet"):
         sizes = [int(s) for s in options.sizes.split(",")]
@@ -276,11 +311,13 @@ def main() -> None:
         meters, intervals = (int(x) for x in options.burst.split("x"))
         result = asyncio.run(bench_ingest(meters, intervals))
         print(f"\ningest burst: {result['pushes']} pushes queued at the broker, then drained")
-        print(f"  head-end (decode + validate + store): {result['head_end_per_s']:>8.0f} reads/s")
-        print(
-            f"  mosquitto_sub alone, same stream:     {result['mosquitto_sub_per_s']:>8.0f} msgs/s"
+        rows = (
+            ("head-end: decipher, decode, validate, store", result["head_end_per_s"], "reads/s"),
+            ("mosquitto_sub alone, same stream", result["mosquitto_sub_per_s"], "msgs/s"),
+            ("(publisher: one aiomqtt client)", result["publisher_per_s"], "msgs/s"),
         )
-        print(f"  (publisher, one aiomqtt client:       {result['publisher_per_s']:>8.0f} msgs/s)")
+        for label, rate, unit in rows:
+            print(f"  {label:<46} {rate:>9.0f} {unit}")
 
 
 if __name__ == "__main__":

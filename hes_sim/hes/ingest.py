@@ -14,9 +14,13 @@ from hes_sim.clock import Clock
 from hes_sim.errors import CodecError, StoreError
 from hes_sim.events import DecodeFailed, EventBus, ReadDuplicate, ReadStored
 from hes_sim.hes.records import ReadRecord
+from hes_sim.hes.replay import InvocationCounters
 from hes_sim.hes.store import ReadStore
 from hes_sim.hes.validation import validate_entry
-from hes_sim.protocols.frame import decode_push_frame
+from hes_sim.keyring import FleetKeyring
+from hes_sim.protocols import frame, security, wrapper
+from hes_sim.protocols.push import DataNotification
+from hes_sim.protocols.push import decode as decode_notification
 
 log = structlog.get_logger(__name__)
 
@@ -28,17 +32,54 @@ class InboundPush:
     received_at: float  # simulated Unix seconds
 
 
+@dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """How pushes must be protected: with ``keyring`` set, ciphered pushes are deciphered
+    and checked; with ``require_ciphered``, plain ones are refused."""
+
+    keyring: FleetKeyring | None = None
+    require_ciphered: bool = False
+
+
 class Ingest:
-    def __init__(self, store: ReadStore, clock: Clock, bus: EventBus) -> None:
+    def __init__(
+        self, store: ReadStore, clock: Clock, bus: EventBus, policy: PushPolicy | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._bus = bus
+        self._policy = policy or PushPolicy()
+        self._counters = InvocationCounters()
         self._store_backoff = Backoff(random.Random(), base=0.1, cap=5.0)
+
+    def open(self, push: InboundPush) -> DataNotification:
+        """Unwrap, and decipher and check when ciphered, the notification in ``push``."""
+        _header, apdu = wrapper.unwrap(push.payload)
+        if not frame.is_ciphered(apdu):
+            if self._policy.require_ciphered:
+                raise CodecError("security_policy", "plain push refused: suite 0 is required")
+            return decode_notification(apdu)
+        keyring = self._policy.keyring
+        if keyring is None:
+            raise CodecError("security_policy", "ciphered push, but no fleet secret is set")
+        ciphered = security.parse(apdu)
+        title = keyring.system_title_for(push.meter_id)
+        if ciphered.system_title != title:
+            raise CodecError("system_title", "the push's system title is not this meter's")
+        plain = security.decrypt(ciphered, title, keyring.keys_for(push.meter_id))
+        if not self._counters.is_fresh(push.meter_id, ciphered.invocation_counter):
+            raise CodecError(
+                "replayed",
+                f"invocation counter {ciphered.invocation_counter} is not above "
+                f"{self._counters.last(push.meter_id)}",
+            )
+        self._counters.accept(push.meter_id, ciphered.invocation_counter)
+        return decode_notification(plain)
 
     def decode(self, push: InboundPush) -> ReadRecord | None:
         """The read in ``push``, or None after counting why it was rejected."""
         try:
-            notification = decode_push_frame(push.payload)
+            notification = self.open(push)
             validate_entry(notification.entry, self._clock.now())
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, push.meter_id))

@@ -32,7 +32,7 @@ from hes_sim.events import (
     MeterOnline,
 )
 from hes_sim.hes.http_metrics import MetricsServer
-from hes_sim.hes.ingest import InboundPush, Ingest
+from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
 from hes_sim.hes.metrics import HesMetrics
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import ReadStore
@@ -52,6 +52,7 @@ class HeadEnd:
         clock: Clock,
         bus: EventBus,
         *,
+        policy: PushPolicy | None = None,
         client_id: str = "hes-ingest-1",
         metrics_host: str = "127.0.0.1",
         metrics_port: int = 0,
@@ -66,7 +67,7 @@ class HeadEnd:
         self._batch_size = batch_size
         self._grace_s = shutdown_grace_s
         self._queue: asyncio.Queue[InboundPush] = asyncio.Queue(maxsize=queue_size)
-        self._ingest = Ingest(store, clock, bus)
+        self._ingest = Ingest(store, clock, bus, policy)
         self.presence = MeterPresence(clock)
         self.registry = CollectorRegistry()
         bus.subscribe(

@@ -16,8 +16,9 @@ import structlog
 
 from hes_sim.backoff import Backoff
 from hes_sim.events import EventBus
+from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind, VirtualMeter, meter_seed
-from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan
+from hes_sim.meter_sim.runtime import MeterCipher, MeterRuntime, RunPlan
 from hes_sim.meter_sim.transport import LinkFactory
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,7 @@ class Fleet:
         reconnect_cap_s: float = 300.0,
         connect_concurrency: int = 200,
         shutdown_grace_s: float = 10.0,
+        keyring: FleetKeyring | None = None,
     ) -> None:
         self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
@@ -67,6 +69,11 @@ class Fleet:
                     connect_slots=slots,
                     plan=self._plan,
                     stopping=self._stopping,
+                    cipher=None
+                    if keyring is None
+                    else MeterCipher(
+                        keyring.system_title_for(meter.meter_id), keyring.keys_for(meter.meter_id)
+                    ),
                 )
             )
         self._group = asyncio.TaskGroup()

@@ -23,10 +23,19 @@ from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import LinkFactory, MeterLink
 from hes_sim.protocols import frame
 from hes_sim.protocols.push import DataNotification
+from hes_sim.protocols.security import Keys
 
 log = structlog.get_logger(__name__)
 
 OUTBOX_LIMIT = 96  # one day of 15-minute pushes; older frames stay only in the profile
+
+
+@dataclass(frozen=True, slots=True)
+class MeterCipher:
+    """A meter's suite-0 identity: its system title and keys."""
+
+    system_title: bytes
+    keys: Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class MeterRuntime:
         connect_slots: asyncio.Semaphore,
         plan: asyncio.Future[RunPlan | None],
         stopping: asyncio.Event,
+        cipher: MeterCipher | None = None,
     ) -> None:
         self.meter = meter
         self._link_factory = link_factory
@@ -60,7 +70,9 @@ class MeterRuntime:
         self._connect_slots = connect_slots
         self._plan = plan
         self._stopping = stopping
-        self._outbox: deque[tuple[float, bytes]] = deque(maxlen=OUTBOX_LIMIT)
+        self._cipher = cipher
+        self._invocation_counter = 0
+        self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
         self._invoke_id = 0
         self.connected = asyncio.Event()
@@ -119,16 +131,27 @@ class MeterRuntime:
     def _close_interval(self, interval_end: float, interval_s: int) -> None:
         entry = self.meter.close_interval(interval_end, interval_s)
         self._invoke_id = (self._invoke_id + 1) & 0xFF_FFFF
-        notification = DataNotification(self._invoke_id, None, entry)
-        self._outbox.append((interval_end, frame.encode_push_frame(notification)))
+        self._outbox.append(DataNotification(self._invoke_id, None, entry))
         self._bus.emit(ReadProduced(self.meter.meter_id, interval_end))
 
     async def _flush(self, link: MeterLink) -> None:
         while self._outbox:
-            interval_end, payload = self._outbox[0]
-            await link.send(payload)
+            notification = self._outbox[0]
+            await link.send(self._encode(notification))
             self._outbox.popleft()
+            interval_end = notification.entry.clock.timestamp()
             self._bus.emit(PushSent(self.meter.meter_id, interval_end))
+
+    def _encode(self, notification: DataNotification) -> bytes:
+        """Each transmission is ciphered afresh, with the next invocation counter, so that a
+        push resent after a broken link is a duplicate read, never a replayed APDU."""
+        if self._cipher is None:
+            return frame.encode_push_frame(notification)
+        self._invocation_counter += 1
+        sender = frame.Sender(
+            self._cipher.system_title, self._cipher.keys, self._invocation_counter
+        )
+        return frame.encode_push_frame(notification, sender)
 
     async def _until(self, clock: SimClock, sim_time: float) -> None:
         """Sleep until ``sim_time`` or until the fleet stops, whichever comes first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,9 +19,11 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
+from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import ReadStore, SqliteReadStore
 from hes_sim.hes.tally import IngestTally
+from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.schedule import IntervalSchedule
@@ -49,6 +52,7 @@ class RunOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     progress: bool = True
+    fleet_secret: bytes | None = None  # None: a random secret for this run only
     # called once the run is drained, before the fleet and head-end shut down (tests use it)
     before_shutdown: Callable[[HeadEnd, ReadStore], Awaitable[None]] | None = None
 
@@ -112,6 +116,10 @@ class ScenarioRun:
         tz = timezone(scenario.start.utcoffset() or timedelta(0))
         self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz)
         self.reads_expected = self.schedule.count * len(self.meters)
+        ciphered = scenario.security.pushes == "ciphered"
+        secret = options.fleet_secret or secrets.token_bytes(32)
+        self.keyring = FleetKeyring(secret) if ciphered else None
+        self.policy = PushPolicy(keyring=self.keyring, require_ciphered=ciphered)
 
     def _db_path(self) -> Path:
         if self.options.db_path is not None:
@@ -132,6 +140,7 @@ class ScenarioRun:
                 self.bus,
                 metrics_host=self.options.metrics_host,
                 metrics_port=self.options.metrics_port,
+                policy=self.policy,
             ) as hes:
                 await self._wait_subscribed(hes, broker)
                 fleet = Fleet(
@@ -141,6 +150,7 @@ class ScenarioRun:
                     seed=self.scenario.seed,
                     time_scale=self.scenario.time_scale,
                     push_randomisation_s=self.scenario.push.randomisation_start_interval,
+                    keyring=self.keyring,
                 )
                 async with asyncio.TaskGroup() as helpers, fleet:
                     watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]

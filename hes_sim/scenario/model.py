@@ -98,6 +98,14 @@ class PushSpec(Strict):
     randomisation_start_interval: SimSeconds = 60.0
 
 
+class SecuritySpec(Strict):
+    """DLMS security of the run. ``ciphered``: pushes in general-glo-ciphering, suite 0
+    (AES-GCM-128, per-meter keys from the fleet secret), and the head-end refuses plain
+    ones. ``plain``: no ciphering (for looking at the bytes with a DLMS tool)."""
+
+    pushes: Literal["ciphered", "plain"] = "ciphered"
+
+
 class Scenario(Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -108,6 +116,7 @@ class Scenario(Strict):
     interval: Literal[900, 1800] = 900
     fleet: FleetSpec
     push: PushSpec = PushSpec()
+    security: SecuritySpec = SecuritySpec()
     drain_timeout: SimSeconds = Field(
         default=600.0, description="how long after the end to wait for late reads"
     )

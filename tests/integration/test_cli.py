@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from hes_sim.keyring import FleetKeyring
 from hes_sim.runner.broker import free_port
 from tests.integration.conftest import write_scenario
 
@@ -119,3 +121,31 @@ def test_sigterm_stops_the_run_and_its_private_broker(tmp_path: Path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_keys_never_appear_in_logs_or_reports(tmp_path: Path):
+    secret = "test-fleet-secret-0123456789"  # noqa: S105 - a test secret, the point of the test
+    scenario = write_scenario(tmp_path, SMALL)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hes_sim.cli",
+            "run",
+            str(scenario),
+            "--report-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HES_FLEET_SECRET": secret, "HES_LOG_LEVEL": "debug"},
+    )
+    assert result.returncode == 0, result.stderr
+    keys = FleetKeyring(secret.encode()).keys_for("SP0000001")
+    report = (tmp_path / "out" / "report.json").read_text()
+    assert "hes_subscribed" in result.stderr  # debug logs were on
+    for text in (result.stdout, result.stderr, report):
+        for needle in (secret, keys.block_cipher_key.hex(), keys.authentication_key.hex()):
+            assert needle not in text
