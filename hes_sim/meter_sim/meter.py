@@ -1,15 +1,19 @@
-"""A virtual meter's measuring side: energy registers and block-load entries. Pure."""
+"""A virtual meter's measuring side: registers, relay and block-load entries. Pure.
+
+Block values are whole Wh/VAh/varh computed from the interval alone; the cumulative
+registers are the sum of the blocks, so registers, profiles and billing agree exactly.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
-from hes_sim.meter_sim.load_model import HouseholdLoad, IntervalLoad
+from hes_sim.meter_sim.load_model import HouseholdProfile, IntervalLoad
+from hes_sim.meter_sim.relay import DisconnectControl, Outcome, RelayChange, Trigger
 from hes_sim.protocols.block_load import (
     SINGLE_PHASE_BLOCK_LOAD,
     THREE_PHASE_BLOCK_LOAD,
@@ -44,86 +48,126 @@ def meter_seed(fleet_seed: int, meter_id: str) -> int:
 
 @dataclass(slots=True)
 class EnergyRegisters:
-    """Cumulative registers, in Wh / VAh / varh. They only ever go up."""
+    """Cumulative registers in whole Wh / VAh / varh: the sum of every block so far."""
 
-    wh_import: float = 0.0
-    vah_import: float = 0.0
-    varh_lag: float = 0.0
+    wh_import: int = 0
+    vah_import: int = 0
+    varh_q1: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEnergy:
+    wh_import: int
+    vah_import: int
+    varh_q1: int
 
 
 @dataclass(slots=True)
 class VirtualMeter:
     meter_id: str
     kind: MeterKind
-    load: HouseholdLoad
-    rng: random.Random
+    consumer: HouseholdProfile
     tz: timezone
+    relay: DisconnectControl = field(default_factory=DisconnectControl)
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
-    # the integer part already reported in block values; fractions carry to the next block
-    _reported: EnergyRegisters = field(default_factory=EnergyRegisters)
+    # output-state changes, oldest first: (simulated time, relay closed after it)
+    supply_changes: list[tuple[float, bool]] = field(default_factory=list)
 
     @classmethod
     def create(cls, meter_id: str, kind: MeterKind, fleet_seed: int, tz: timezone) -> VirtualMeter:
-        rng = random.Random(meter_seed(fleet_seed, meter_id))
-        return cls(meter_id, kind, HouseholdLoad(rng, KIND_SPECS[kind].peak_w), rng, tz)
+        seed = meter_seed(fleet_seed, meter_id)
+        return cls(meter_id, kind, HouseholdProfile.draw(seed, KIND_SPECS[kind].peak_w), tz)
 
     @property
     def layout(self) -> ProfileLayout:
         return KIND_SPECS[self.kind].layout
 
-    def close_interval(self, interval_end: float, interval_s: float) -> BlockLoadEntry:
-        """Integrate the interval ending at ``interval_end`` (simulated Unix seconds)."""
+    def operate_relay(self, trigger: Trigger, at: float) -> tuple[Outcome, RelayChange | None]:
+        was_closed = self.relay.output_state
+        outcome, change = self.relay.fire(trigger, at)
+        if self.relay.output_state != was_closed:
+            self.supply_changes.append((at, self.relay.output_state))
+        return outcome, change
+
+    def supplied_fraction(self, start: float, end: float) -> float:
+        """The share of (start, end] during which the relay was closed."""
+        closed = True
+        since = start
+        supplied = 0.0
+        for at, now_closed in self.supply_changes:
+            if at >= end:
+                break
+            if at > start:
+                if closed:
+                    supplied += at - since
+                since = at
+            closed = now_closed
+        if closed:
+            supplied += end - max(since, start)
+        return supplied / (end - start)
+
+    def block_for(self, interval_end: float, interval_s: float) -> tuple[IntervalLoad, BlockEnergy]:
+        """What the meter measures over the interval ending at ``interval_end``: the
+        average load (zero while the relay was open) and the block energies."""
         end = datetime.fromtimestamp(interval_end, tz=self.tz)
         middle = end - timedelta(seconds=interval_s / 2)
-        load = self.load.interval(middle.hour + middle.minute / 60 + middle.second / 3600)
+        demand = self.consumer.interval(
+            interval_end, middle.hour + middle.minute / 60 + middle.second / 3600
+        )
+        supplied = self.supplied_fraction(interval_end - interval_s, interval_end)
+        load = replace(demand, active_w=demand.active_w * supplied)
         hours = interval_s / 3600
         apparent = load.active_w / load.power_factor
         reactive = math.sqrt(max(0.0, apparent**2 - load.active_w**2))
-        self.registers.wh_import += load.active_w * hours
-        self.registers.vah_import += apparent * hours
-        self.registers.varh_lag += reactive * hours
-        block_wh = self._take("wh_import")
-        block_vah = self._take("vah_import")
-        block_varh = self._take("varh_lag")
+        energy = BlockEnergy(
+            round(load.active_w * hours), round(apparent * hours), round(reactive * hours)
+        )
+        return load, energy
+
+    def entry_for(self, interval_end: float, interval_s: float) -> BlockLoadEntry:
+        return self._entry(interval_end, *self.block_for(interval_end, interval_s))
+
+    def close_interval(self, interval_end: float, interval_s: float) -> BlockLoadEntry:
+        """The interval's entry; its energy is added to the cumulative registers."""
+        load, energy = self.block_for(interval_end, interval_s)
+        self.registers.wh_import += energy.wh_import
+        self.registers.vah_import += energy.vah_import
+        self.registers.varh_q1 += energy.varh_q1
+        return self._entry(interval_end, load, energy)
+
+    def _entry(
+        self, interval_end: float, load: IntervalLoad, energy: BlockEnergy
+    ) -> BlockLoadEntry:
         values = (
-            self._single_phase(load, block_wh, block_vah)
+            _single_phase(load, energy)
             if self.kind is MeterKind.SINGLE_PHASE
-            else self._three_phase(load, block_wh, block_vah, block_varh)
+            else _three_phase(load, energy)
         )
-        return BlockLoadEntry(self.layout, end, values)
+        return BlockLoadEntry(self.layout, datetime.fromtimestamp(interval_end, tz=self.tz), values)
 
-    def _take(self, name: str) -> int:
-        """Whole units accrued since the last block; keeps registers and blocks consistent."""
-        total = math.floor(getattr(self.registers, name))
-        block: int = total - int(getattr(self._reported, name))
-        setattr(self._reported, name, float(total))
-        return block
 
-    def _single_phase(self, load: IntervalLoad, wh: int, vah: int) -> tuple[int, ...]:
-        current = load.active_w / (load.voltage_v * load.power_factor)
-        return (_deci(load.voltage_v), _centi(current), wh, 0, vah, 0)
+def _single_phase(load: IntervalLoad, energy: BlockEnergy) -> tuple[int, ...]:
+    current = load.active_w / (load.voltage_v * load.power_factor)
+    return (_deci(load.voltage_v), _centi(current), energy.wh_import, 0, energy.vah_import, 0)
 
-    def _three_phase(self, load: IntervalLoad, wh: int, vah: int, varh: int) -> tuple[int, ...]:
-        # unbalance between phases of a few percent, as on a real LT service
-        shares = [max(0.05, self.rng.gauss(1 / 3, 0.03)) for _ in range(3)]
-        total = sum(shares)
-        volts = [load.voltage_v + self.rng.gauss(0, 1.5) for _ in range(3)]
-        amps = [
-            load.active_w * share / total / (volt * load.power_factor)
-            for share, volt in zip(shares, volts, strict=True)
-        ]
-        return (
-            *(_centi(a) for a in amps),
-            *(_deci(v) for v in volts),
-            wh,
-            0,
-            varh,
-            0,
-            0,
-            0,
-            vah,
-            0,
-        )
+
+def _three_phase(load: IntervalLoad, energy: BlockEnergy) -> tuple[int, ...]:
+    amps = [
+        load.active_w * share / (volt * load.power_factor)
+        for share, volt in zip(load.phase_shares, load.phase_volts, strict=True)
+    ]
+    return (
+        *(_centi(a) for a in amps),
+        *(_deci(v) for v in load.phase_volts),
+        energy.wh_import,
+        0,
+        energy.varh_q1,
+        0,
+        0,
+        0,
+        energy.vah_import,
+        0,
+    )
 
 
 def _deci(value: float) -> int:

@@ -5,6 +5,7 @@ import pytest
 from hes_sim.meter_sim.fleet import build_meters
 from hes_sim.meter_sim.load_model import daily_shape
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
+from hes_sim.meter_sim.relay import Trigger
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.protocols.block_load import Quantity
 
@@ -69,3 +70,29 @@ def test_voltages_and_currents_are_in_range():
 def test_meter_ids_by_kind():
     meters = build_meters({MeterKind.SINGLE_PHASE: 2, MeterKind.THREE_PHASE: 1}, 1, IST)
     assert [m.meter_id for m in meters] == ["SP0000001", "SP0000002", "TP0000001"]
+
+
+def test_any_interval_can_be_computed_again_with_the_same_result():
+    meter = VirtualMeter.create("SP0000009", MeterKind.SINGLE_PHASE, 3, IST)
+    live = run_day(meter)
+    again = [meter.entry_for(end, 900) for end in reversed(DAY.interval_ends())]
+    assert live == list(reversed(again))
+
+
+def test_an_open_relay_stops_consumption_for_the_part_of_the_interval_it_was_open():
+    meter = VirtualMeter.create("SP0000010", MeterKind.SINGLE_PHASE, 3, IST)
+    ends = DAY.interval_ends()
+    before = meter.entry_for(ends[40], 900).raw(Quantity.WH_IMPORT)
+    assert before > 0
+    meter.operate_relay(Trigger.REMOTE_DISCONNECT, at=ends[40] - 450)  # half-way through
+    half = meter.entry_for(ends[40], 900)
+    assert half.raw(Quantity.WH_IMPORT) == pytest.approx(before / 2, abs=1)
+    off = meter.entry_for(ends[41], 900)
+    assert off.raw(Quantity.WH_IMPORT) == off.raw(Quantity.VAH_IMPORT) == 0
+    assert off.average_current() == 0
+    assert off.average_voltage() > 200  # the line side still has supply
+    meter.operate_relay(Trigger.REMOTE_RECONNECT, at=ends[45])
+    assert meter.entry_for(ends[46], 900).raw(Quantity.WH_IMPORT) > 0
+    assert meter.supplied_fraction(ends[40] - 900, ends[46]) == pytest.approx(
+        (450 + 900) / (7 * 900)  # 450 s before the disconnect, 900 s after the reconnect
+    )
