@@ -57,13 +57,13 @@ class Fleet:
         slots = asyncio.Semaphore(connect_concurrency)
         self.runtimes: list[MeterRuntime] = []
         for meter in meters:
+            meter.push.randomisation_start_interval = round(push_randomisation_s)
             rng = random.Random(meter_seed(seed, meter.meter_id) ^ 0x5EED)
             self.runtimes.append(
                 MeterRuntime(
                     meter,
                     link_factory,
                     bus,
-                    push_offset_s=rng.uniform(0, push_randomisation_s),
                     backoff=Backoff(rng, reconnect_base_s, reconnect_cap_s),
                     time_scale=time_scale,
                     connect_slots=slots,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from hes_sim.meter_sim.load_model import HouseholdProfile, IntervalLoad
 from hes_sim.meter_sim.relay import DisconnectControl, Outcome, RelayChange, Trigger
@@ -20,6 +22,9 @@ from hes_sim.protocols.block_load import (
     BlockLoadEntry,
     ProfileLayout,
 )
+
+PUSH_SALT = 0x5EED_0F_F5E7  # keeps push offsets independent of the load noise
+BUFFER_DEPTH = 2880  # block-load entries a meter keeps: 30 days of 15-minute intervals
 
 
 class MeterKind(StrEnum):
@@ -62,6 +67,25 @@ class BlockEnergy:
     varh_q1: int
 
 
+class ControlEvent(IntEnum):
+    """IS 15959 control events (event log 0.0.99.98.6.255)."""
+
+    LOAD_SWITCH_DISCONNECTED = 201
+    LOAD_SWITCH_CONNECTED = 202
+
+
+CONTROL_LOG_DEPTH = 50  # the control event log is a ring of this many entries
+
+
+@dataclass(slots=True)
+class PushSettings:
+    """Push setup (class 40) attributes the head-end may change with SET."""
+
+    randomisation_start_interval: int = 60  # simulated seconds
+    number_of_retries: int = 3
+    repetition_delay: int = 60
+
+
 @dataclass(slots=True)
 class VirtualMeter:
     meter_id: str
@@ -72,6 +96,19 @@ class VirtualMeter:
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
     # output-state changes, oldest first: (simulated time, relay closed after it)
     supply_changes: list[tuple[float, bool]] = field(default_factory=list)
+    control_events: deque[tuple[float, ControlEvent]] = field(
+        default_factory=lambda: deque(maxlen=CONTROL_LOG_DEPTH)
+    )
+    push: PushSettings = field(default_factory=PushSettings)
+    clock_offset_s: float = 0.0  # how far the meter's clock is from simulated true time
+    load_limit_w: int = 0  # 0: no limit
+    interval_s: int = 900
+    first_interval_end: float | None = None  # the oldest entry of the block-load buffer
+    last_closed_end: float | None = None  # the newest
+    # suite 0: the meter's own counter (pushes and responses) and, per client system
+    # title, the last counter accepted from it
+    invocation_counter: int = 0
+    client_counters: dict[bytes, int] = field(default_factory=dict)
 
     @classmethod
     def create(cls, meter_id: str, kind: MeterKind, fleet_seed: int, tz: timezone) -> VirtualMeter:
@@ -87,7 +124,37 @@ class VirtualMeter:
         outcome, change = self.relay.fire(trigger, at)
         if self.relay.output_state != was_closed:
             self.supply_changes.append((at, self.relay.output_state))
+            self.control_events.append(
+                (
+                    at,
+                    ControlEvent.LOAD_SWITCH_CONNECTED
+                    if self.relay.output_state
+                    else ControlEvent.LOAD_SWITCH_DISCONNECTED,
+                )
+            )
         return outcome, change
+
+    def push_offset(self, interval_end: float) -> float:
+        """When, after ``interval_end``, this meter pushes: uniform in [0, randomisation
+        start interval), drawn from the meter's seed and the interval (push setup, class 40)."""
+        window = self.push.randomisation_start_interval
+        if window <= 0:
+            return 0.0
+        return random.Random(self.consumer.seed ^ int(interval_end) ^ PUSH_SALT).uniform(0, window)
+
+    def next_invocation_counter(self) -> int:
+        self.invocation_counter += 1
+        return self.invocation_counter
+
+    def buffered_interval_ends(self) -> list[float]:
+        """Interval ends held in the block-load buffer, oldest first."""
+        if self.first_interval_end is None or self.last_closed_end is None:
+            return []
+        first = max(
+            self.first_interval_end, self.last_closed_end - (BUFFER_DEPTH - 1) * self.interval_s
+        )
+        count = int((self.last_closed_end - first) // self.interval_s) + 1
+        return [first + k * self.interval_s for k in range(count)]
 
     def supplied_fraction(self, start: float, end: float) -> float:
         """The share of (start, end] during which the relay was closed."""
@@ -130,6 +197,10 @@ class VirtualMeter:
     def close_interval(self, interval_end: float, interval_s: float) -> BlockLoadEntry:
         """The interval's entry; its energy is added to the cumulative registers."""
         load, energy = self.block_for(interval_end, interval_s)
+        self.interval_s = int(interval_s)
+        if self.first_interval_end is None:
+            self.first_interval_end = interval_end
+        self.last_closed_end = interval_end
         self.registers.wh_import += energy.wh_import
         self.registers.vah_import += energy.vah_import
         self.registers.varh_q1 += energy.varh_q1

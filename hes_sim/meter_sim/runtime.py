@@ -53,7 +53,6 @@ class MeterRuntime:
         link_factory: LinkFactory,
         bus: EventBus,
         *,
-        push_offset_s: float,
         backoff: Backoff,
         time_scale: float,
         connect_slots: asyncio.Semaphore,
@@ -64,14 +63,12 @@ class MeterRuntime:
         self.meter = meter
         self._link_factory = link_factory
         self._bus = bus
-        self._push_offset_s = push_offset_s
         self._backoff = backoff
         self._time_scale = time_scale
         self._connect_slots = connect_slots
         self._plan = plan
         self._stopping = stopping
         self._cipher = cipher
-        self._invocation_counter = 0
         self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
         self._invoke_id = 0
@@ -119,7 +116,7 @@ class MeterRuntime:
             self._next_end = plan.schedule.first_end
         await self._flush(link)
         while self._next_end <= plan.schedule.sim_end:
-            await self._until(plan.clock, self._next_end + self._push_offset_s)
+            await self._until(plan.clock, self._next_end + self.meter.push_offset(self._next_end))
             if self._stopping.is_set():
                 return
             self._close_interval(self._next_end, plan.schedule.interval_s)
@@ -147,9 +144,8 @@ class MeterRuntime:
         push resent after a broken link is a duplicate read, never a replayed APDU."""
         if self._cipher is None:
             return frame.encode_push_frame(notification)
-        self._invocation_counter += 1
         sender = frame.Sender(
-            self._cipher.system_title, self._cipher.keys, self._invocation_counter
+            self._cipher.system_title, self._cipher.keys, self.meter.next_invocation_counter()
         )
         return frame.encode_push_frame(notification, sender)
 

@@ -24,12 +24,15 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hes_sim.errors import CodecError
 
 SECURITY_AUTHENTICATED_ENCRYPTED = 0x30  # suite 0, authentication + encryption
+SECURITY_AUTHENTICATED = 0x10  # suite 0, authentication only (HLS GMAC answers)
 TAG_SIZE = 12
 SYSTEM_TITLE_SIZE = 8
 KEY_SIZE = 16
 
 
 class CipheredTag(IntEnum):
+    GLO_INITIATE_REQUEST = 0x21
+    GLO_INITIATE_RESPONSE = 0x28
     GLO_GET_REQUEST = 0xC8
     GLO_SET_REQUEST = 0xC9
     GLO_EVENT_NOTIFICATION = 0xCA
@@ -42,6 +45,8 @@ class CipheredTag(IntEnum):
 
 # the plain APDU tag each service-specific ciphered tag stands for
 PLAIN_TAG = {
+    CipheredTag.GLO_INITIATE_REQUEST: 0x01,
+    CipheredTag.GLO_INITIATE_RESPONSE: 0x08,
     CipheredTag.GLO_GET_REQUEST: 0xC0,
     CipheredTag.GLO_SET_REQUEST: 0xC1,
     CipheredTag.GLO_EVENT_NOTIFICATION: 0xC2,
@@ -166,6 +171,29 @@ def decrypt(ciphered: Ciphered, sender_title: bytes, keys: Keys) -> bytes:
         return decryptor.update(payload) + decryptor.finalize()
     except InvalidTag as exc:
         raise CodecError("auth_failed", "GCM tag does not verify: forged or tampered") from exc
+
+
+def gmac_answer(title: bytes, keys: Keys, invocation_counter: int, challenge: bytes) -> bytes:
+    """HLS mechanism 5: f(challenge) = SC || IC || GMAC(SC || AK || challenge), the GMAC
+    keyed with the block cipher key and the answering party's title and counter."""
+    sc = SECURITY_AUTHENTICATED
+    encryptor = Cipher(
+        algorithms.AES(keys.block_cipher_key), modes.GCM(_iv(title, invocation_counter))
+    ).encryptor()
+    encryptor.authenticate_additional_data(bytes([sc]) + keys.authentication_key + challenge)
+    encryptor.finalize()
+    return bytes([sc]) + invocation_counter.to_bytes(4, "big") + encryptor.tag[:TAG_SIZE]
+
+
+def check_gmac_answer(answer: bytes, title: bytes, keys: Keys, challenge: bytes) -> int:
+    """The counter of a genuine f(challenge); CodecError("auth_failed") otherwise."""
+    if len(answer) != 5 + TAG_SIZE or answer[0] != SECURITY_AUTHENTICATED:
+        raise CodecError("auth_failed", "not an HLS GMAC answer")
+    counter = int.from_bytes(answer[1:5], "big")
+    expected = gmac_answer(title, keys, counter, challenge)
+    if not hmac.compare_digest(expected, answer):
+        raise CodecError("auth_failed", "HLS GMAC answer does not verify")
+    return counter
 
 
 def _iv(title: bytes, invocation_counter: int) -> bytes:
