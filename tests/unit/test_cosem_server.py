@@ -1,0 +1,174 @@
+"""The meter's DLMS server against gurux-dlms's client, in memory."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
+from gurux_dlms.GXDLMSException import GXDLMSException
+from gurux_dlms.GXDLMSExceptionResponse import GXDLMSExceptionResponse
+from gurux_dlms.objects import (
+    GXDLMSClock,
+    GXDLMSData,
+    GXDLMSDisconnectControl,
+    GXDLMSProfileGeneric,
+    GXDLMSPushSetup,
+    GXDLMSRegister,
+)
+
+from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.cosem.objects import object_model
+from hes_sim.meter_sim.cosem.server import DlmsSession, Identity, SessionState
+from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
+from hes_sim.meter_sim.relay import ControlState
+from hes_sim.protocols import wrapper
+from tests.gurux_peer import GuruxSession, public_client, secure_client
+
+IST = timezone(timedelta(hours=5, minutes=30))
+START = datetime(2026, 11, 28, tzinfo=IST).timestamp()
+KEYRING = FleetKeyring(b"cosem server test fleet secret")
+HES_TITLE = b"HES00001"
+
+
+class Rig:
+    def __init__(self, kind: MeterKind = MeterKind.SINGLE_PHASE, intervals: int = 10) -> None:
+        self.meter = VirtualMeter.create("SP0000042", kind, 7, IST)
+        for k in range(1, intervals + 1):
+            self.meter.close_interval(START + 900 * k, 900)
+        self.now = START + 900 * intervals + 30
+        identity = Identity(
+            KEYRING.system_title_for(self.meter.meter_id), KEYRING.keys_for(self.meter.meter_id)
+        )
+        self.session = DlmsSession(self.meter, object_model(kind), identity)
+        self.sent: list[bytes] = []
+
+    def transport(self, frame: bytes) -> bytes:
+        self.sent.append(frame)
+        header, apdu = wrapper.unwrap(frame)
+        answer = self.session.handle(apdu, self.now)
+        assert answer is not None
+        return wrapper.wrap(answer, header.destination_wport, header.source_wport)
+
+    def hes(self, **kwargs) -> GuruxSession:
+        client = secure_client(KEYRING.keys_for(self.meter.meter_id), HES_TITLE, **kwargs)
+        return GuruxSession(client, self.transport)
+
+
+def test_hls_association_then_clock_register_profile_range_and_relay():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    assert rig.session.state is SessionState.ASSOCIATED
+
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    value = hes.read(clock, 2)
+    assert isinstance(value, GXDateTime)
+    assert value.value.timestamp() == pytest.approx(rig.now)
+
+    energy = GXDLMSRegister("1.0.1.8.0.255")
+    hes.read(energy, 3)
+    assert hes.read(energy, 2) == rig.meter.registers.wh_import > 0
+
+    profile = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    hes.read(profile, 3)
+    assert len(profile.captureObjects) == 7
+    low = datetime.fromtimestamp(START + 900 * 4, tz=IST)
+    high = datetime.fromtimestamp(START + 900 * 6, tz=IST)
+    reply = hes.request(hes.client.readRowsByRange(profile, low, high))
+    hes.client.updateValue(profile, 2, reply.value)
+    assert [row[0].value.timestamp() for row in profile.buffer] == [
+        START + 900 * k for k in (4, 5, 6)
+    ]
+    expected = rig.meter.entry_for(START + 900 * 5, 900)
+    assert list(profile.buffer[1][1:]) == list(expected.values)
+
+    relay = GXDLMSDisconnectControl("0.0.96.3.10.255")
+    assert hes.request(relay.remoteDisconnect(hes.client)).error == 0
+    assert rig.meter.relay.state is ControlState.DISCONNECTED
+    assert hes.read(relay, 2) is False
+    assert hes.request(relay.remoteReconnect(hes.client)).error == 0
+    assert hes.read(relay, 2) is True
+    assert [code for _at, code in rig.meter.control_events] == [201, 202]
+    hes.release()
+    assert rig.session.state is SessionState.IDLE
+
+
+def test_large_buffer_read_goes_in_blocks():
+    rig = Rig(MeterKind.THREE_PHASE, intervals=40)
+    hes = rig.hes(max_pdu=256)
+    hes.associate()
+    profile = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    hes.read(profile, 3)
+    before = hes.exchanges
+    hes.read(profile, 2)
+    assert len(profile.buffer) == 40
+    assert hes.exchanges - before > 5  # one request, then GET-Request-Next per block
+    assert max(len(frame) for frame in rig.sent) <= 256
+
+
+def test_set_push_setup_and_clock():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    push = GXDLMSPushSetup("0.0.25.9.0.255")
+    push.randomisationStartInterval = 300
+    assert hes.request(hes.client.write(push, 5)).error == 0
+    assert rig.meter.push.randomisation_start_interval == 300
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    clock.time = GXDateTime(datetime.fromtimestamp(rig.now + 120, tz=IST))
+    assert hes.request(hes.client.write(clock, 2)).error == 0
+    assert rig.meter.clock_offset_s == pytest.approx(120, abs=1)
+
+
+def test_errors_get_dlms_result_codes():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    assert hes.read(GXDLMSData("0.0.96.99.99.255"), 2) == 4  # object-undefined
+    assert hes.read(GXDLMSClock("0.0.1.0.0.255"), 9) == 11  # object-unavailable
+    serial = GXDLMSData("0.0.96.1.0.255")
+    assert hes.read(serial, 2) == "SP0000042"
+    serial.value = "X"
+    assert hes.request(hes.client.write(serial, 2)).error == 3  # read-write-denied
+
+
+def test_public_client_reads_public_objects_only():
+    rig = Rig()
+    public = GuruxSession(public_client(), rig.transport)
+    public.associate()
+    assert isinstance(public.read(GXDLMSClock("0.0.1.0.0.255"), 2), GXDateTime)
+    relay = GXDLMSDisconnectControl("0.0.96.3.10.255")
+    assert public.read(relay, 2) == 3
+    assert public.request(relay.remoteDisconnect(public.client)).error == 3
+    assert rig.meter.relay.output_state
+
+
+def test_wrong_keys_are_refused_at_association():
+    rig = Rig()
+    stranger = GuruxSession(
+        secure_client(KEYRING.keys_for("another meter"), HES_TITLE), rig.transport
+    )
+    with pytest.raises(GXDLMSException):
+        stranger.associate()
+    assert rig.session.state is SessionState.IDLE
+
+
+def test_a_replayed_request_is_refused_with_the_expected_counter():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    relay = GXDLMSDisconnectControl("0.0.96.3.10.255")
+    hes.request(relay.remoteDisconnect(hes.client))
+    hes.request(relay.remoteReconnect(hes.client))
+    replayed_disconnect = rig.sent[-2]
+    answer = rig.transport(replayed_disconnect)
+    with pytest.raises(GXDLMSExceptionResponse):
+        hes.client.getData(GXByteBuffer(bytearray(answer)), GXReplyData())
+    assert rig.meter.relay.output_state  # the replay did not disconnect
+    assert rig.session.refused == 1
+
+
+def test_requests_before_association_are_refused():
+    rig = Rig()
+    hes = rig.hes()
+    with pytest.raises(GXDLMSExceptionResponse):
+        hes.request(hes.client.read(GXDLMSClock("0.0.1.0.0.255"), 2))
