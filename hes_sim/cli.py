@@ -20,9 +20,13 @@ from pydantic import ValidationError
 from hes_sim import __version__
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.errors import HesSimError, ScenarioError
+from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
+from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.protocols.topics import Channel, topic
+from hes_sim.runner.gateway import run_gateway
 from hes_sim.runner.run import RunOptions, run_scenario
-from hes_sim.scenario.model import Scenario, load_scenario
+from hes_sim.scenario.model import Scenario, load_scenario, parse_duration
 from hes_sim.settings import Settings
 
 EXIT_PASSED, EXIT_SLA_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -55,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check a scenario file and exit")
     check.add_argument("scenario", type=Path)
+
+    gateway = commands.add_parser(
+        "gateway", help="expose one virtual meter to DLMS clients on a loopback TCP port"
+    )
+    gateway.add_argument("--meter", required=True, help="meter id, e.g. SP0000001")
+    gateway.add_argument("--port", type=int, default=4059, help="TCP port on 127.0.0.1")
+    gateway.add_argument("--kind", choices=[k.value for k in MeterKind], default="single_phase")
+    gateway.add_argument("--seed", type=int, default=1, help="fleet seed of the meter's load")
+    gateway.add_argument("--history", default="1d", help="block-load history to start with")
+
+    keys = commands.add_parser(
+        "keys", help="print a meter's system title and suite-0 keys (from HES_FLEET_SECRET)"
+    )
+    keys.add_argument("--meter", required=True)
     return parser
 
 
@@ -66,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hes-sim: bad HES_* setting: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     configure_logging(settings.log_level, settings.log_format)
+    if args.command in ("gateway", "keys"):
+        return meter_command(args, settings)
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
@@ -75,6 +95,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.scenario}: valid scenario {scenario.name!r}, {scenario.fleet.total} meters")
         return EXIT_PASSED
     return run_command(args, settings, scenario)
+
+
+def meter_command(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.fleet_secret is None:
+        print(
+            "hes-sim: set HES_FLEET_SECRET: the meter's keys derive from it, and a DLMS "
+            "client needs them (hes-sim keys --meter ID prints them)",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
+    try:
+        keyring = FleetKeyring(settings.fleet_secret.get_secret_value().encode())
+        topic(args.meter, Channel.UP)  # validates the meter id
+    except ValueError as exc:
+        print(f"hes-sim: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.command == "keys":
+        keys = keyring.keys_for(args.meter)
+        print(f"meter {args.meter}")
+        print(f"system title           {keyring.system_title_for(args.meter).hex()}")
+        print(f"block cipher key       {keys.block_cipher_key.hex()}")
+        print(f"authentication key     {keys.authentication_key.hex()}")
+        return EXIT_PASSED
+    return serve_gateway(args, keyring)
+
+
+def serve_gateway(args: argparse.Namespace, keyring: FleetKeyring) -> int:
+    try:
+        history = parse_duration(args.history)
+        run = run_gateway(
+            args.meter, MeterKind(args.kind), args.port, keyring, seed=args.seed, history_s=history
+        )
+        asyncio.run(_stoppable(run))
+    except ValueError as exc:
+        print(f"hes-sim: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OSError as exc:
+        print(f"hes-sim: the gateway could not start: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return EXIT_PASSED
+    return EXIT_PASSED
 
 
 def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario) -> int:

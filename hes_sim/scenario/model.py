@@ -31,6 +31,14 @@ def _parse_duration(value: object) -> object:
     return value
 
 
+def parse_duration(value: str) -> float:
+    """``"90"``, ``"15m"``, ``"4h"``, ``"1d"`` -> seconds."""
+    seconds = _parse_duration(value)
+    if not isinstance(seconds, float):  # pragma: no cover - a str always parses to float
+        raise TypeError(value)
+    return seconds
+
+
 SimSeconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 
