@@ -29,7 +29,7 @@ import aiomqtt
 import psutil
 
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.clock import ManualClock
+from hes_sim.clock import ManualClock, SimClock
 from hes_sim.events import EventBus, ReadStored
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
@@ -69,6 +69,7 @@ async def fleet_connect(meters: int, broker_url: str) -> dict[str, float]:
         seed=1,
         time_scale=1,
         push_randomisation_s=0,
+        clock=SimClock(START, 1),
     ) as fleet:
         await asyncio.wait_for(fleet.wait_connected(), 600)
         connect_s = time.perf_counter() - started

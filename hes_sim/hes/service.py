@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from hes_sim.backoff import Backoff
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import Clock
-from hes_sim.errors import CodecError
+from hes_sim.errors import BrokerError, CodecError
 from hes_sim.events import (
     DecodeFailed,
     EventBus,
@@ -36,7 +36,7 @@ from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
 from hes_sim.hes.metrics import HesMetrics
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import ReadStore
-from hes_sim.protocols import topics
+from hes_sim.protocols import topics, wrapper
 from hes_sim.protocols.topics import Channel, MeterState
 
 log = structlog.get_logger(__name__)
@@ -82,6 +82,9 @@ class HeadEnd:
             self.registry, metrics_host, metrics_port, healthy=self.subscribed.is_set
         )
         self._stack = contextlib.AsyncExitStack()
+        self._client: aiomqtt.Client | None = None
+        # one outstanding request per meter: its future, removed when the exchange ends
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -136,6 +139,7 @@ class HeadEnd:
                     await client.subscribe(topics.subscription(Channel.UP, shared=True), qos=1)
                     await client.subscribe(topics.subscription(Channel.STATE), qos=1)
                     sessions += 1
+                    self._client = client
                     backoff.reset()
                     self.subscribed.set()
                     self._bus.emit(HeadEndSubscribed(str(self._broker), sessions))
@@ -143,6 +147,7 @@ class HeadEnd:
                     async for message in client.messages:
                         await self._route(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:
+                self._client = None
                 self.subscribed.clear()
                 delay = backoff.next_delay()
                 log.warning(
@@ -161,10 +166,44 @@ class HeadEnd:
             log.warning("message_rejected", topic=topic_name, error=str(exc))
             return
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        if channel is Channel.UP:
+        if channel is Channel.UP and _is_response(data):
+            self._on_response(meter_id, data)
+        elif channel is Channel.UP:
             await self._queue.put(InboundPush(meter_id, data, self._clock.now()))
         elif channel is Channel.STATE:
             self._on_state(meter_id, data)
+
+    async def exchange(self, meter_id: str, apdu: bytes, timeout_s: float) -> bytes:
+        """Send one request APDU to a meter and wait (wall seconds) for its answer."""
+        client = self._client
+        if client is None:
+            raise BrokerError("the head-end is not connected to the broker")
+        if meter_id in self._waiting:
+            raise RuntimeError(f"a request to {meter_id} is already outstanding")
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[meter_id] = answer
+        try:
+            frame = wrapper.wrap(apdu, wrapper.HES_CLIENT_WPORT, wrapper.METER_WPORT)
+            try:
+                await client.publish(topics.topic(meter_id, Channel.DOWN), frame, qos=1)
+            except aiomqtt.MqttError as exc:
+                raise BrokerError(f"request to {meter_id} not sent: {exc}") from exc
+            return await asyncio.wait_for(answer, timeout_s)
+        finally:
+            del self._waiting[meter_id]
+
+    def _on_response(self, meter_id: str, frame: bytes) -> None:
+        waiting = self._waiting.get(meter_id)
+        if waiting is None or waiting.done():
+            self._bus.emit(DecodeFailed("unsolicited_response", meter_id))
+            log.warning("unsolicited_response", meter_id=meter_id)
+            return
+        try:
+            _header, apdu = wrapper.unwrap(frame)
+        except CodecError as exc:
+            waiting.set_exception(exc)
+            return
+        waiting.set_result(apdu)
 
     def _on_state(self, meter_id: str, data: bytes) -> None:
         try:
@@ -188,3 +227,11 @@ class HeadEnd:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+
+def _is_response(frame: bytes) -> bool:
+    """Pushes are addressed to the push wPort; answers to requests to the client's."""
+    return (
+        len(frame) >= wrapper.HEADER_SIZE
+        and int.from_bytes(frame[4:6], "big") == wrapper.HES_CLIENT_WPORT
+    )

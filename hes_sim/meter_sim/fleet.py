@@ -15,10 +15,12 @@ from types import TracebackType
 import structlog
 
 from hes_sim.backoff import Backoff
+from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
 from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.cosem.server import Identity
 from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind, VirtualMeter, meter_seed
-from hes_sim.meter_sim.runtime import MeterCipher, MeterRuntime, RunPlan
+from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan
 from hes_sim.meter_sim.transport import LinkFactory
 
 log = structlog.get_logger(__name__)
@@ -49,7 +51,9 @@ class Fleet:
         reconnect_cap_s: float = 300.0,
         connect_concurrency: int = 200,
         shutdown_grace_s: float = 10.0,
+        clock: SimClock,
         keyring: FleetKeyring | None = None,
+        cipher_pushes: bool = True,
     ) -> None:
         self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
@@ -69,11 +73,13 @@ class Fleet:
                     connect_slots=slots,
                     plan=self._plan,
                     stopping=self._stopping,
-                    cipher=None
+                    clock=clock,
+                    identity=None
                     if keyring is None
-                    else MeterCipher(
+                    else Identity(
                         keyring.system_title_for(meter.meter_id), keyring.keys_for(meter.meter_id)
                     ),
+                    cipher_pushes=cipher_pushes,
                 )
             )
         self._group = asyncio.TaskGroup()

@@ -16,14 +16,15 @@ import structlog
 
 from hes_sim.backoff import Backoff
 from hes_sim.clock import SimClock
-from hes_sim.errors import BrokerError
+from hes_sim.errors import BrokerError, CodecError
 from hes_sim.events import EventBus, MeterConnected, MeterLinkLost, PushSent, ReadProduced
+from hes_sim.meter_sim.cosem.objects import object_model
+from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import LinkFactory, MeterLink
-from hes_sim.protocols import frame
+from hes_sim.protocols import frame, wrapper
 from hes_sim.protocols.push import DataNotification
-from hes_sim.protocols.security import Keys
 
 log = structlog.get_logger(__name__)
 
@@ -31,18 +32,9 @@ OUTBOX_LIMIT = 96  # one day of 15-minute pushes; older frames stay only in the 
 
 
 @dataclass(frozen=True, slots=True)
-class MeterCipher:
-    """A meter's suite-0 identity: its system title and keys."""
-
-    system_title: bytes
-    keys: Keys
-
-
-@dataclass(frozen=True, slots=True)
 class RunPlan:
     """What the fleet hands every meter when the run starts."""
 
-    clock: SimClock
     schedule: IntervalSchedule
 
 
@@ -58,7 +50,9 @@ class MeterRuntime:
         connect_slots: asyncio.Semaphore,
         plan: asyncio.Future[RunPlan | None],
         stopping: asyncio.Event,
-        cipher: MeterCipher | None = None,
+        clock: SimClock,
+        identity: Identity | None = None,
+        cipher_pushes: bool = False,
     ) -> None:
         self.meter = meter
         self._link_factory = link_factory
@@ -68,7 +62,10 @@ class MeterRuntime:
         self._connect_slots = connect_slots
         self._plan = plan
         self._stopping = stopping
-        self._cipher = cipher
+        self._clock = clock
+        self._identity = identity
+        self._cipher_pushes = cipher_pushes and identity is not None
+        self._session: DlmsSession | None = None
         self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
         self._invoke_id = 0
@@ -101,11 +98,17 @@ class MeterRuntime:
                     )
                     self._backoff.reset()
                     self.connected.set()
-                    await self._serve(link)
+                    async with asyncio.TaskGroup() as group:
+                        answering = group.create_task(
+                            self._answer_requests(link), name=f"meter:{self.meter.meter_id}:dlms"
+                        )
+                        await self._serve(link)
+                        answering.cancel()
                     return
-            except BrokerError as exc:
-                self._bus.emit(MeterLinkLost(self.meter.meter_id, str(exc)))
-                log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=str(exc))
+            except* BrokerError as failures:
+                reason = "; ".join(str(exc) for exc in failures.exceptions)
+                self._bus.emit(MeterLinkLost(self.meter.meter_id, reason))
+                log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=reason)
                 await self._pause(self._backoff.next_delay())
 
     async def _serve(self, link: MeterLink) -> None:
@@ -116,7 +119,7 @@ class MeterRuntime:
             self._next_end = plan.schedule.first_end
         await self._flush(link)
         while self._next_end <= plan.schedule.sim_end:
-            await self._until(plan.clock, self._next_end + self.meter.push_offset(self._next_end))
+            await self._until(self._next_end + self.meter.push_offset(self._next_end))
             if self._stopping.is_set():
                 return
             self._close_interval(self._next_end, plan.schedule.interval_s)
@@ -142,16 +145,38 @@ class MeterRuntime:
     def _encode(self, notification: DataNotification) -> bytes:
         """Each transmission is ciphered afresh, with the next invocation counter, so that a
         push resent after a broken link is a duplicate read, never a replayed APDU."""
-        if self._cipher is None:
+        if not self._cipher_pushes or self._identity is None:
             return frame.encode_push_frame(notification)
         sender = frame.Sender(
-            self._cipher.system_title, self._cipher.keys, self.meter.next_invocation_counter()
+            self._identity.system_title, self._identity.keys, self.meter.next_invocation_counter()
         )
         return frame.encode_push_frame(notification, sender)
 
-    async def _until(self, clock: SimClock, sim_time: float) -> None:
+    async def _answer_requests(self, link: MeterLink) -> None:
+        """Answer what the head-end asks on the down channel, one APDU at a time."""
+        async for request in link.receive():
+            answer = self._answer(request)
+            if answer is not None:
+                await link.send(answer)
+
+    def _answer(self, request: bytes) -> bytes | None:
+        try:
+            header, apdu = wrapper.unwrap(request)
+        except CodecError as exc:
+            log.warning("request_rejected", meter_id=self.meter.meter_id, error=str(exc))
+            return None
+        if self._identity is None:
+            return None
+        if self._session is None:  # made on the first request: idle meters hold none
+            self._session = DlmsSession(self.meter, object_model(self.meter.kind), self._identity)
+        answer = self._session.handle(apdu, self._clock.now())
+        if answer is None:
+            return None
+        return wrapper.wrap(answer, header.destination_wport, header.source_wport)
+
+    async def _until(self, sim_time: float) -> None:
         """Sleep until ``sim_time`` or until the fleet stops, whichever comes first."""
-        delay = clock.wall_seconds(sim_time - clock.now())
+        delay = self._clock.wall_seconds(sim_time - self._clock.now())
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)

@@ -19,7 +19,8 @@ HEADER_SIZE = HEADER.size
 # the head-end side is the client SAP that pushes are addressed to. Both are documented in
 # the README; a real HES configures them per installation.
 METER_WPORT = 0x0001
-HES_WPORT = 0x0066
+HES_WPORT = 0x0066  # where pushes go
+HES_CLIENT_WPORT = 0x0030  # the head-end's management client (HLS), which sends requests
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,8 +118,9 @@ class ScenarioRun:
         self.reads_expected = self.schedule.count * len(self.meters)
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)
-        self.keyring = FleetKeyring(secret) if ciphered else None
+        self.keyring = FleetKeyring(secret)
         self.policy = PushPolicy(keyring=self.keyring, require_ciphered=ciphered)
+        self.cipher_pushes = ciphered
 
     def _db_path(self) -> Path:
         if self.options.db_path is not None:
@@ -150,7 +151,9 @@ class ScenarioRun:
                     seed=self.scenario.seed,
                     time_scale=self.scenario.time_scale,
                     push_randomisation_s=self.scenario.push.randomisation_start_interval,
+                    clock=self.clock,
                     keyring=self.keyring,
+                    cipher_pushes=self.cipher_pushes,
                 )
                 async with asyncio.TaskGroup() as helpers, fleet:
                     watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
@@ -197,7 +200,7 @@ class ScenarioRun:
         if fleet.connected == 0:
             raise BrokerError("no meter could connect to the broker")
         clock.start()
-        fleet.start(RunPlan(clock, self.schedule))
+        fleet.start(RunPlan(self.schedule))
         last_push = scenario.duration + scenario.push.randomisation_start_interval
         try:
             await asyncio.wait_for(

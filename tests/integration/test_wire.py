@@ -190,10 +190,11 @@ async def test_meters_ride_out_a_broker_outage_and_push_every_interval(
         push_randomisation_s=0,
         reconnect_base_s=5,
         reconnect_cap_s=60,
+        clock=clock,
     ) as fleet:
         await asyncio.wait_for(fleet.wait_connected(), 20)
         clock.start()
-        fleet.start(RunPlan(clock, schedule))
+        fleet.start(RunPlan(schedule))
         await events.until(lambda _: count(PushSent) >= 5)
         await mosquitto.stop()
         await events.until(lambda _: count(MeterLinkLost) >= 5)  # noticed on the next push

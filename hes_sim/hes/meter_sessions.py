@@ -1,0 +1,84 @@
+"""Talking to one meter from the head-end: associate (HLS GMAC), GET / SET / ACTION,
+release, over whatever carries APDUs to the meter and back (``Exchange``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from hes_sim.hes.dlms_client import (
+    INVOKE_ID,
+    ClientAssociation,
+    ClientCounter,
+    MeterServiceError,
+)
+from hes_sim.keyring import HES_SYSTEM_TITLE, FleetKeyring
+from hes_sim.protocols import axdr, xdlms
+from hes_sim.protocols.axdr import Data
+from hes_sim.protocols.xdlms import DataAccessResult, Reference, Selection
+
+Exchange = Callable[[str, bytes], Awaitable[bytes]]  # meter id, request APDU -> answer APDU
+MAX_BLOCKS = 10_000
+
+
+class MeterConnection:
+    def __init__(self, meter_id: str, association: ClientAssociation, exchange: Exchange) -> None:
+        self.meter_id = meter_id
+        self._association = association
+        self._exchange = exchange
+
+    async def _ask(self, request: xdlms.Request) -> xdlms.Response:
+        answer = await self._exchange(self.meter_id, self._association.protect(request))
+        return self._association.unprotect(answer)
+
+    async def get(self, ref: Reference, selection: Selection | None = None) -> Data:
+        response = await self._ask(xdlms.GetRequest(INVOKE_ID, ref, selection))
+        if isinstance(response, xdlms.GetResponse):
+            if isinstance(response.result, DataAccessResult):
+                raise MeterServiceError(f"GET {ref} refused: {response.result.name}")
+            return response.result
+        raw = b""
+        for _ in range(MAX_BLOCKS):
+            if not isinstance(response, xdlms.GetBlockResponse):
+                raise MeterServiceError(f"unexpected answer to GET: {response}")
+            if isinstance(response.result, DataAccessResult):
+                raise MeterServiceError(f"GET {ref} block refused: {response.result.name}")
+            raw += response.result
+            if response.last:
+                return axdr.decode(raw)
+            response = await self._ask(xdlms.GetNextRequest(INVOKE_ID, response.block_number))
+        raise MeterServiceError(f"GET {ref} did not end within {MAX_BLOCKS} blocks")
+
+    async def set(self, ref: Reference, value: Data) -> DataAccessResult:
+        response = await self._ask(xdlms.SetRequest(INVOKE_ID, ref, value))
+        if not isinstance(response, xdlms.SetResponse):
+            raise MeterServiceError(f"unexpected answer to SET: {response}")
+        return response.result
+
+    async def action(self, ref: Reference, parameters: Data | None = None) -> xdlms.ActionResponse:
+        response = await self._ask(xdlms.ActionRequest(INVOKE_ID, ref, parameters))
+        if not isinstance(response, xdlms.ActionResponse):
+            raise MeterServiceError(f"unexpected answer to ACTION: {response}")
+        return response
+
+
+class MeterSessions:
+    def __init__(self, exchange: Exchange, keyring: FleetKeyring) -> None:
+        self._exchange = exchange
+        self._keyring = keyring
+        self.counter = ClientCounter()  # persisted with commands, so restarts keep it rising
+
+    @asynccontextmanager
+    async def associate(self, meter_id: str) -> AsyncIterator[MeterConnection]:
+        association = ClientAssociation(
+            HES_SYSTEM_TITLE,
+            self._keyring.system_title_for(meter_id),
+            self._keyring.keys_for(meter_id),
+            self.counter,
+        )
+        hls = association.on_aare(await self._exchange(meter_id, association.aarq()))
+        association.on_hls_reply(await self._exchange(meter_id, hls))
+        try:
+            yield MeterConnection(meter_id, association, self._exchange)
+        finally:
+            await self._exchange(meter_id, association.release())

@@ -1,0 +1,114 @@
+"""The head-end associates with a meter of a running fleet over MQTT (HLS GMAC, suite 0),
+reads it, and switches its relay; the meter's pushes show the consumer off supply."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from hes_sim.clock import SimClock
+from hes_sim.events import DecodeFailed, EventBus, ReadStored
+from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.meter_sessions import MeterSessions
+from hes_sim.hes.service import HeadEnd
+from hes_sim.hes.store import SqliteReadStore
+from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.fleet import Fleet, build_meters
+from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.protocols import axdr, cosem_datetime
+from hes_sim.protocols.axdr import Data, Tag
+from hes_sim.protocols.xdlms import DataAccessResult, Reference, Selection
+from hes_sim.runner.broker import PrivateMosquitto
+from tests.integration.conftest import EventWaiter
+
+IST = timezone(timedelta(hours=5, minutes=30))
+START = datetime(2026, 11, 28, 18, tzinfo=IST).timestamp()
+RELAY = bytes([0, 0, 96, 3, 10, 255])
+CLOCK = bytes([0, 0, 1, 0, 0, 255])
+BLOCK_LOAD = bytes([1, 0, 99, 1, 0, 255])
+TARGET = "SP0000002"
+
+
+async def test_disconnect_and_reconnect_a_meter_over_mqtt(
+    tmp_path: Path, mosquitto: PrivateMosquitto
+):
+    keyring = FleetKeyring(b"commands over mqtt test secret")
+    bus = EventBus()
+    events = EventWaiter(bus)
+    clock = SimClock(START, time_scale=600)  # 1.5 wall seconds per 15-minute interval
+    schedule = IntervalSchedule(START, START + 12 * 900, 900)
+    meters = build_meters({MeterKind.SINGLE_PHASE: 3}, 5, IST)
+
+    def stored(meter_id: str) -> list[ReadStored]:
+        return [e for e in events.of(ReadStored) if e.meter_id == meter_id]  # type: ignore[misc]
+
+    async with (
+        SqliteReadStore(tmp_path / "reads.sqlite") as store,
+        HeadEnd(mosquitto.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
+        Fleet(
+            meters,
+            aiomqtt_link_factory(mosquitto.address),
+            bus,
+            seed=5,
+            time_scale=600,
+            push_randomisation_s=30,
+            clock=clock,
+            keyring=keyring,
+        ) as fleet,
+    ):
+        await asyncio.wait_for(hes.subscribed.wait(), 10)
+        await asyncio.wait_for(fleet.wait_connected(), 20)
+        clock.start()
+        fleet.start(RunPlan(schedule))
+        await events.until(lambda _: len(stored(TARGET)) >= 2, 30)
+
+        sessions = MeterSessions(lambda meter, apdu: hes.exchange(meter, apdu, 10.0), keyring)
+        async with sessions.associate(TARGET) as meter:
+            now = cosem_datetime.decode((await meter.get(Reference(8, CLOCK, 2))).bytes_value)
+            assert abs(now.timestamp() - clock.now()) < 600
+            assert (await meter.get(Reference(70, RELAY, 2))).value is True
+
+            off = await meter.action(Reference(70, RELAY, 1), Data(Tag.INTEGER, 0))
+            assert off.result is DataAccessResult.SUCCESS
+            assert (await meter.get(Reference(70, RELAY, 2))).value is False
+            disconnected_at = clock.now()
+
+            low = datetime.fromtimestamp(START, tz=IST)
+            high = datetime.fromtimestamp(clock.now(), tz=IST)
+            selection = Selection(
+                1,
+                axdr.structure(
+                    axdr.structure(
+                        Data(Tag.LONG_UNSIGNED, 8),
+                        axdr.octets(CLOCK),
+                        Data(Tag.INTEGER, 2),
+                        Data(Tag.LONG_UNSIGNED, 0),
+                    ),
+                    axdr.octets(cosem_datetime.encode(low)),
+                    axdr.octets(cosem_datetime.encode(high)),
+                    axdr.array(),
+                ),
+            )
+            rows = (await meter.get(Reference(7, BLOCK_LOAD, 2), selection)).items
+            assert len(rows) >= 2
+
+        # the first interval that ends a whole interval after the disconnection
+        first_dark = (disconnected_at // 900 + 2) * 900
+        await events.until(lambda _: any(e.interval_end >= first_dark for e in stored(TARGET)), 30)
+        dark = [r for r in await store.reads_for(TARGET) if r.interval_end >= first_dark]
+        assert dark
+        assert all(r.wh_import == 0 for r in dark)
+        lit = [r for r in await store.reads_for("SP0000001") if r.interval_end >= first_dark]
+        assert all(r.wh_import > 0 for r in lit)
+
+        async with sessions.associate(TARGET) as meter:
+            on = await meter.action(Reference(70, RELAY, 2), Data(Tag.INTEGER, 0))
+            assert on.result is DataAccessResult.SUCCESS
+            assert (await meter.get(Reference(70, RELAY, 2))).value is True
+
+    # pushes and answers share the meter's counter: nothing was taken for a replay
+    assert not events.of(DecodeFailed)
