@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hes-sim: invalid scenario: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     if args.command == "validate":
-        print(f"{args.scenario}: valid scenario {scenario.name!r}, {scenario.fleet.total} meters")
+        print(f"{args.scenario}: valid scenario {scenario.name!r}, {scenario.meter_count} meters")
         return EXIT_PASSED
     return run_command(args, settings, scenario)
 

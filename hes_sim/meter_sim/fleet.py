@@ -19,7 +19,8 @@ from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.server import Identity
-from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind, VirtualMeter, meter_seed
+from hes_sim.meter_sim.grid import GridSpec, build_grid
+from hes_sim.meter_sim.meter import MeterKind, VirtualMeter, meter_seed
 from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan
 from hes_sim.meter_sim.transport import LinkFactory
 
@@ -27,14 +28,11 @@ log = structlog.get_logger(__name__)
 
 
 def build_meters(
-    counts: dict[MeterKind, int], fleet_seed: int, tz: timezone, first_number: int = 1
+    counts: dict[MeterKind, int], fleet_seed: int, tz: timezone, grid: GridSpec | None = None
 ) -> list[VirtualMeter]:
-    """Meters numbered per kind: SP0000001…, TP0000001…"""
-    return [
-        VirtualMeter.create(f"{KIND_SPECS[kind].id_prefix}{number:07d}", kind, fleet_seed, tz)
-        for kind, count in counts.items()
-        for number in range(first_number, first_number + count)
-    ]
+    """Meters numbered per kind (SP0000001…, TP0000001…), and DT and feeder meters
+    (DT0000001…, FD0000001…) when a grid is given."""
+    return build_grid(counts, fleet_seed, tz, grid).meters
 
 
 class Fleet:

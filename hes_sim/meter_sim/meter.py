@@ -13,8 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
+from typing import Protocol
 
-from hes_sim.meter_sim.load_model import HouseholdProfile, IntervalLoad
+from hes_sim.meter_sim.load_model import Category, ConsumerProfile, IntervalLoad
 from hes_sim.meter_sim.relay import DisconnectControl, Outcome, RelayChange, Trigger
 from hes_sim.protocols.block_load import (
     SINGLE_PHASE_BLOCK_LOAD,
@@ -28,21 +29,50 @@ BUFFER_DEPTH = 2880  # block-load entries a meter keeps: 30 days of 15-minute in
 
 
 class MeterKind(StrEnum):
-    SINGLE_PHASE = "single_phase"
-    THREE_PHASE = "three_phase"
+    SINGLE_PHASE = "single_phase"  # whole current, IS 15959 Part 2
+    THREE_PHASE = "three_phase"  # whole current, Part 2
+    LT_CT = "lt_ct"  # LT current-transformer operated, Part 3
+    HT_CT = "ht_ct"  # HT (11 kV) CT/PT operated, Part 3
+    DT = "dt"  # distribution-transformer meter: its consumers plus losses
+    FEEDER = "feeder"  # 11 kV feeder meter: its DTs and HT consumers plus losses
 
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     id_prefix: str
     layout: ProfileLayout
-    peak_w: float  # typical evening-peak demand of a consumer on this kind of meter
+    peak_w: float  # typical peak demand of a consumer on this kind of meter
+    category: Category
+    supply_voltage: float  # phase to neutral
+    category_code: int  # the meter-type code in the name plate (simulator's own codes)
 
 
 KIND_SPECS = {
-    MeterKind.SINGLE_PHASE: KindSpec("SP", SINGLE_PHASE_BLOCK_LOAD, 500.0),
-    MeterKind.THREE_PHASE: KindSpec("TP", THREE_PHASE_BLOCK_LOAD, 2_000.0),
+    MeterKind.SINGLE_PHASE: KindSpec(
+        "SP", SINGLE_PHASE_BLOCK_LOAD, 500.0, Category.DOMESTIC, 232.0, 5
+    ),
+    MeterKind.THREE_PHASE: KindSpec(
+        "TP", THREE_PHASE_BLOCK_LOAD, 2_000.0, Category.DOMESTIC, 232.0, 6
+    ),
+    MeterKind.LT_CT: KindSpec(
+        "LT", THREE_PHASE_BLOCK_LOAD, 15_000.0, Category.COMMERCIAL, 232.0, 7
+    ),
+    MeterKind.HT_CT: KindSpec(
+        "HT", THREE_PHASE_BLOCK_LOAD, 150_000.0, Category.INDUSTRIAL, 6_350.0, 8
+    ),
+    MeterKind.DT: KindSpec("DT", THREE_PHASE_BLOCK_LOAD, 0.0, Category.DOMESTIC, 240.0, 9),
+    MeterKind.FEEDER: KindSpec("FD", THREE_PHASE_BLOCK_LOAD, 0.0, Category.DOMESTIC, 6_350.0, 10),
 }
+CONSUMER_KINDS = (MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE, MeterKind.LT_CT, MeterKind.HT_CT)
+
+
+class LoadSource(Protocol):
+    """Where a meter's load comes from: one consumer, or everything below a DT or feeder."""
+
+    @property
+    def seed(self) -> int: ...
+
+    def demand(self, interval_end: float, interval_s: float, middle: datetime) -> IntervalLoad: ...
 
 
 def meter_seed(fleet_seed: int, meter_id: str) -> int:
@@ -90,7 +120,7 @@ class PushSettings:
 class VirtualMeter:
     meter_id: str
     kind: MeterKind
-    consumer: HouseholdProfile
+    source: LoadSource
     tz: timezone
     relay: DisconnectControl = field(default_factory=DisconnectControl)
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
@@ -109,11 +139,39 @@ class VirtualMeter:
     # title, the last counter accepted from it
     invocation_counter: int = 0
     client_counters: dict[bytes, int] = field(default_factory=dict)
+    # the last interval computed: a DT and its feeder ask for it again in the same instant
+    _last_block: tuple[tuple[float, float, int], tuple[IntervalLoad, BlockEnergy]] | None = None
 
     @classmethod
     def create(cls, meter_id: str, kind: MeterKind, fleet_seed: int, tz: timezone) -> VirtualMeter:
+        if kind not in CONSUMER_KINDS:
+            raise ValueError(f"a {kind} meter measures its children: use VirtualMeter.network")
         seed = meter_seed(fleet_seed, meter_id)
-        return cls(meter_id, kind, HouseholdProfile.draw(seed, KIND_SPECS[kind].peak_w), tz)
+        spec = KIND_SPECS[kind]
+        profile = ConsumerProfile.draw(seed, spec.peak_w, spec.category, spec.supply_voltage)
+        return cls(meter_id, kind, profile, tz)
+
+    @classmethod
+    def network(
+        cls,
+        meter_id: str,
+        kind: MeterKind,
+        fleet_seed: int,
+        tz: timezone,
+        *,
+        children: list[VirtualMeter],
+        technical_loss: float,
+    ) -> VirtualMeter:
+        """A DT or feeder meter over ``children``; it has no relay (control mode 0)."""
+        if kind not in (MeterKind.DT, MeterKind.FEEDER):
+            raise ValueError(f"{kind} is not a network meter")
+        source = Aggregate(
+            meter_seed(fleet_seed, meter_id),
+            children,
+            technical_loss,
+            KIND_SPECS[kind].supply_voltage,
+        )
+        return cls(meter_id, kind, source, tz, relay=DisconnectControl(control_mode=0))
 
     @property
     def layout(self) -> ProfileLayout:
@@ -140,7 +198,7 @@ class VirtualMeter:
         window = self.push.randomisation_start_interval
         if window <= 0:
             return 0.0
-        return random.Random(self.consumer.seed ^ int(interval_end) ^ PUSH_SALT).uniform(0, window)
+        return random.Random(self.source.seed ^ int(interval_end) ^ PUSH_SALT).uniform(0, window)
 
     def next_invocation_counter(self) -> int:
         self.invocation_counter += 1
@@ -176,11 +234,15 @@ class VirtualMeter:
     def block_for(self, interval_end: float, interval_s: float) -> tuple[IntervalLoad, BlockEnergy]:
         """What the meter measures over the interval ending at ``interval_end``: the
         average load (zero while the relay was open) and the block energies."""
+        # a consumer's interval depends on its own relay history only, so it can be kept;
+        # a DT's also depends on its consumers' relays, so it is summed afresh
+        key = (interval_end, interval_s, len(self.supply_changes))
+        cacheable = self.kind in CONSUMER_KINDS
+        if cacheable and self._last_block is not None and self._last_block[0] == key:
+            return self._last_block[1]
         end = datetime.fromtimestamp(interval_end, tz=self.tz)
         middle = end - timedelta(seconds=interval_s / 2)
-        demand = self.consumer.interval(
-            interval_end, middle.hour + middle.minute / 60 + middle.second / 3600
-        )
+        demand = self.source.demand(interval_end, interval_s, middle)
         supplied = self.supplied_fraction(interval_end - interval_s, interval_end)
         load = replace(demand, active_w=demand.active_w * supplied)
         hours = interval_s / 3600
@@ -189,6 +251,8 @@ class VirtualMeter:
         energy = BlockEnergy(
             round(load.active_w * hours), round(apparent * hours), round(reactive * hours)
         )
+        if cacheable:
+            self._last_block = (key, (load, energy))
         return load, energy
 
     def entry_for(self, interval_end: float, interval_s: float) -> BlockLoadEntry:
@@ -247,3 +311,36 @@ def _deci(value: float) -> int:
 
 def _centi(value: float) -> int:
     return max(0, min(0xFFFF, round(value * 100)))
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """The load of a DT or feeder meter: what its children draw, plus technical losses."""
+
+    seed: int
+    children: list[VirtualMeter]
+    technical_loss: float
+    nominal_voltage: float
+
+    def demand(self, interval_end: float, interval_s: float, middle: datetime) -> IntervalLoad:
+        active = apparent = 0.0
+        per_phase = [0.0, 0.0, 0.0]
+        for child in self.children:
+            load, _energy = child.block_for(interval_end, interval_s)
+            active += load.active_w
+            apparent += load.active_w / load.power_factor
+            if child.kind is MeterKind.SINGLE_PHASE:
+                per_phase[child.source.seed % 3] += load.active_w
+            else:
+                for phase, share in enumerate(load.phase_shares):
+                    per_phase[phase] += load.active_w * share
+        rng = random.Random(self.seed ^ int(interval_end))
+        voltage = self.nominal_voltage * rng.gauss(1.0, 0.005)
+        total = sum(per_phase) or 1.0
+        shares = (per_phase[0] / total, per_phase[1] / total, per_phase[2] / total)
+        if not active:
+            shares = (1 / 3, 1 / 3, 1 / 3)
+        volts = (voltage, voltage * rng.gauss(1.0, 0.004), voltage * rng.gauss(1.0, 0.004))
+        factor = 1 + self.technical_loss
+        power_factor = active / apparent if apparent else 1.0
+        return IntervalLoad(active * factor, power_factor, voltage, shares, volts)

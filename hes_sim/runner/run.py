@@ -93,7 +93,7 @@ async def probe(broker: BrokerAddress) -> None:
 
 
 async def run_scenario(scenario: Scenario, options: RunOptions) -> Report:
-    check_file_limit(scenario.fleet.total)
+    check_file_limit(scenario.meter_count)
     return await ScenarioRun(scenario, options).execute()
 
 
@@ -114,7 +114,8 @@ class ScenarioRun:
         self.bus.subscribe(self.run_tally)
         self.lag = LoopLagMonitor(scenario.time_scale)
         tz = timezone(scenario.start.utcoffset() or timedelta(0))
-        self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz)
+        grid = None if scenario.grid is None else scenario.grid.spec()
+        self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz, grid)
         self.reads_expected = self.schedule.count * len(self.meters)
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)

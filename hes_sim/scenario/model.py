@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from hes_sim.errors import ScenarioError
+from hes_sim.meter_sim.grid import GridSpec
 from hes_sim.meter_sim.meter import MeterKind
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -81,23 +82,45 @@ class SlaCheck(Strict):
                 return measured == self.target
 
 
+class GridModel(Strict):
+    """Feeders and DTs above the consumers; each gets its own meter."""
+
+    feeders: int = Field(ge=1)
+    dts_per_feeder: int = Field(ge=1)
+    technical_loss: float = Field(default=0.04, ge=0, le=0.5)
+
+    def spec(self) -> GridSpec:
+        return GridSpec(self.feeders, self.dts_per_feeder, self.technical_loss)
+
+
 class FleetSpec(Strict):
+    """Consumer meters by kind (DT and feeder meters come from ``grid``)."""
+
     single_phase: int = Field(default=0, ge=0)
     three_phase: int = Field(default=0, ge=0)
+    lt_ct: int = Field(default=0, ge=0)
+    ht_ct: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _not_empty(self) -> FleetSpec:
-        if self.total == 0:
-            raise ValueError("the fleet has no meters: set single_phase and/or three_phase")
+        if self.consumers == 0:
+            raise ValueError(
+                "the fleet has no meters: set single_phase, three_phase, lt_ct or ht_ct"
+            )
         return self
 
     @property
-    def total(self) -> int:
-        return self.single_phase + self.three_phase
+    def consumers(self) -> int:
+        return self.single_phase + self.three_phase + self.lt_ct + self.ht_ct
 
     @property
     def counts(self) -> dict[MeterKind, int]:
-        return {MeterKind.SINGLE_PHASE: self.single_phase, MeterKind.THREE_PHASE: self.three_phase}
+        return {
+            MeterKind.SINGLE_PHASE: self.single_phase,
+            MeterKind.THREE_PHASE: self.three_phase,
+            MeterKind.LT_CT: self.lt_ct,
+            MeterKind.HT_CT: self.ht_ct,
+        }
 
 
 class PushSpec(Strict):
@@ -123,12 +146,18 @@ class Scenario(Strict):
     duration: SimSeconds = Field(gt=0)
     interval: Literal[900, 1800] = 900
     fleet: FleetSpec
+    grid: GridModel | None = None
     push: PushSpec = PushSpec()
     security: SecuritySpec = SecuritySpec()
     drain_timeout: SimSeconds = Field(
         default=600.0, description="how long after the end to wait for late reads"
     )
     slas: list[SlaCheck] = []
+
+    @property
+    def meter_count(self) -> int:
+        network = 0 if self.grid is None else self.grid.feeders * (1 + self.grid.dts_per_feeder)
+        return self.fleet.consumers + network
 
     @model_validator(mode="after")
     def _aware_start(self) -> Scenario:

@@ -4,7 +4,7 @@ import pytest
 
 from hes_sim.meter_sim.fleet import build_meters
 from hes_sim.meter_sim.load_model import daily_shape
-from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
+from hes_sim.meter_sim.meter import CONSUMER_KINDS, MeterKind, VirtualMeter
 from hes_sim.meter_sim.relay import Trigger
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.protocols.block_load import Quantity
@@ -18,7 +18,7 @@ def run_day(meter: VirtualMeter):
     return [meter.close_interval(end, 900) for end in DAY.interval_ends()]
 
 
-@pytest.mark.parametrize("kind", list(MeterKind))
+@pytest.mark.parametrize("kind", CONSUMER_KINDS)
 def test_blocks_add_up_to_the_monotonic_register(kind: MeterKind):
     meter = VirtualMeter.create("M1", kind, fleet_seed=7, tz=IST)
     register_before = meter.registers.wh_import
@@ -60,7 +60,7 @@ def test_evening_peak_exceeds_night():
 
 
 def test_voltages_and_currents_are_in_range():
-    for kind in MeterKind:
+    for kind in (MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE, MeterKind.LT_CT):
         meter = VirtualMeter.create("M9", kind, 5, IST)
         for entry in run_day(meter):
             assert 200 < entry.average_voltage() < 260
@@ -96,3 +96,8 @@ def test_an_open_relay_stops_consumption_for_the_part_of_the_interval_it_was_ope
     assert meter.supplied_fraction(ends[40] - 900, ends[46]) == pytest.approx(
         (450 + 900) / (7 * 900)  # 450 s before the disconnect, 900 s after the reconnect
     )
+
+
+def test_network_meters_are_built_over_children_only():
+    with pytest.raises(ValueError, match="network"):
+        VirtualMeter.create("DT0000001", MeterKind.DT, 1, IST)

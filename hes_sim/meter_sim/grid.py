@@ -1,0 +1,80 @@
+"""The network the meters sit on: feeders, distribution transformers, consumers. Pure.
+
+LT consumers (single-phase, three-phase, LT-CT) are spread over the DTs in a seeded
+order; HT consumers hang directly on the feeders. With a grid, every DT and every feeder
+gets its own meter, which measures what is below it plus a technical loss, so that
+energy balances from consumer to feeder as it does on a real network.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timezone
+
+from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind, VirtualMeter
+
+
+@dataclass(frozen=True, slots=True)
+class GridSpec:
+    feeders: int
+    dts_per_feeder: int
+    technical_loss: float  # added at each level: DT over its consumers, feeder over its DTs
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    meters: list[VirtualMeter]  # consumers first, then DT meters, then feeder meters
+    dt_of: dict[str, str]  # consumer meter id -> DT meter id
+    feeder_of: dict[str, str]  # DT or HT consumer meter id -> feeder meter id
+
+
+def meter_id(kind: MeterKind, number: int) -> str:
+    return f"{KIND_SPECS[kind].id_prefix}{number:07d}"
+
+
+def build_grid(
+    counts: dict[MeterKind, int], fleet_seed: int, tz: timezone, grid: GridSpec | None
+) -> Grid:
+    consumers = [
+        VirtualMeter.create(meter_id(kind, number), kind, fleet_seed, tz)
+        for kind, count in counts.items()
+        for number in range(1, count + 1)
+    ]
+    if grid is None:
+        return Grid(consumers, {}, {})
+    order = random.Random(fleet_seed ^ 0x6121D)
+    low_voltage = [m for m in consumers if m.kind is not MeterKind.HT_CT]
+    order.shuffle(low_voltage)
+    dts: list[VirtualMeter] = []
+    dt_of: dict[str, str] = {}
+    feeder_of: dict[str, str] = {}
+    total_dts = grid.feeders * grid.dts_per_feeder
+    for index in range(total_dts):
+        children = low_voltage[index::total_dts]
+        dt = VirtualMeter.network(
+            meter_id(MeterKind.DT, index + 1),
+            MeterKind.DT,
+            fleet_seed,
+            tz,
+            children=children,
+            technical_loss=grid.technical_loss,
+        )
+        dts.append(dt)
+        dt_of.update({child.meter_id: dt.meter_id for child in children})
+    high_voltage = [m for m in consumers if m.kind is MeterKind.HT_CT]
+    feeders = []
+    for index in range(grid.feeders):
+        children = dts[index * grid.dts_per_feeder : (index + 1) * grid.dts_per_feeder]
+        children += high_voltage[index :: grid.feeders]
+        feeder = VirtualMeter.network(
+            meter_id(MeterKind.FEEDER, index + 1),
+            MeterKind.FEEDER,
+            fleet_seed,
+            tz,
+            children=children,
+            technical_loss=grid.technical_loss,
+        )
+        feeders.append(feeder)
+        feeder_of.update({child.meter_id: feeder.meter_id for child in children})
+    return Grid(consumers + dts + feeders, dt_of, feeder_of)
