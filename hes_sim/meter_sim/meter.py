@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Protocol
 
+from hes_sim.meter_sim.billing import MeterLedger
+from hes_sim.meter_sim.event_logs import EventCode, EventLogs
 from hes_sim.meter_sim.load_model import Category, ConsumerProfile, IntervalLoad
 from hes_sim.meter_sim.relay import DisconnectControl, Outcome, RelayChange, Trigger
 from hes_sim.protocols.block_load import (
@@ -97,16 +98,6 @@ class BlockEnergy:
     varh_q1: int
 
 
-class ControlEvent(IntEnum):
-    """IS 15959 control events (event log 0.0.99.98.6.255)."""
-
-    LOAD_SWITCH_DISCONNECTED = 201
-    LOAD_SWITCH_CONNECTED = 202
-
-
-CONTROL_LOG_DEPTH = 50  # the control event log is a ring of this many entries
-
-
 @dataclass(slots=True)
 class PushSettings:
     """Push setup (class 40) attributes the head-end may change with SET."""
@@ -126,9 +117,8 @@ class VirtualMeter:
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
     # output-state changes, oldest first: (simulated time, relay closed after it)
     supply_changes: list[tuple[float, bool]] = field(default_factory=list)
-    control_events: deque[tuple[float, ControlEvent]] = field(
-        default_factory=lambda: deque(maxlen=CONTROL_LOG_DEPTH)
-    )
+    events: EventLogs = field(default_factory=EventLogs)
+    ledger: MeterLedger = field(default_factory=MeterLedger)
     push: PushSettings = field(default_factory=PushSettings)
     clock_offset_s: float = 0.0  # how far the meter's clock is from simulated true time
     load_limit_w: int = 0  # 0: no limit
@@ -182,13 +172,11 @@ class VirtualMeter:
         outcome, change = self.relay.fire(trigger, at)
         if self.relay.output_state != was_closed:
             self.supply_changes.append((at, self.relay.output_state))
-            self.control_events.append(
-                (
-                    at,
-                    ControlEvent.LOAD_SWITCH_CONNECTED
-                    if self.relay.output_state
-                    else ControlEvent.LOAD_SWITCH_DISCONNECTED,
-                )
+            self.events.record(
+                EventCode.LOAD_SWITCH_CONNECTED
+                if self.relay.output_state
+                else EventCode.LOAD_SWITCH_DISCONNECTED,
+                at,
             )
         return outcome, change
 
@@ -268,6 +256,14 @@ class VirtualMeter:
         self.registers.wh_import += energy.wh_import
         self.registers.vah_import += energy.vah_import
         self.registers.varh_q1 += energy.varh_q1
+        supplied = interval_s * self.supplied_fraction(interval_end - interval_s, interval_end)
+        self.ledger.add_block(
+            datetime.fromtimestamp(interval_end, tz=self.tz),
+            interval_s,
+            energy.wh_import,
+            energy.vah_import,
+            supplied,
+        )
         return self._entry(interval_end, load, energy)
 
     def _entry(

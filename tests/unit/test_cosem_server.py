@@ -18,6 +18,7 @@ from gurux_dlms.objects import (
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity, SessionState
+from hes_sim.meter_sim.event_logs import EventLog
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.meter_sim.relay import ControlState
 from hes_sim.protocols import wrapper
@@ -87,7 +88,8 @@ def test_hls_association_then_clock_register_profile_range_and_relay():
     assert hes.read(relay, 2) is False
     assert hes.request(relay.remoteReconnect(hes.client)).error == 0
     assert hes.read(relay, 2) is True
-    assert [code for _at, code in rig.meter.control_events] == [201, 202]
+    control = rig.meter.events.entries(EventLog.CONTROL)
+    assert [event.code for event in control] == [201, 202]
     hes.release()
     assert rig.session.state is SessionState.IDLE
 
@@ -172,3 +174,52 @@ def test_requests_before_association_are_refused():
     hes = rig.hes()
     with pytest.raises(GXDLMSExceptionResponse):
         hes.request(hes.client.read(GXDLMSClock("0.0.1.0.0.255"), 2))
+
+
+def test_profiles_event_logs_and_scalers_over_dlms():
+    rig = Rig(intervals=200)  # two days: two daily snapshots
+    hes = rig.hes()
+    hes.associate()
+    daily = GXDLMSProfileGeneric("1.0.99.2.0.255")
+    hes.read(daily, 3)
+    hes.read(daily, 2)
+    assert [row[1] for row in daily.buffer] == [d.cumulative_wh for d in rig.meter.ledger.daily]
+
+    instantaneous = GXDLMSProfileGeneric("1.0.94.91.0.255")
+    hes.read(instantaneous, 3)
+    assert len(instantaneous.captureObjects) == 10
+    hes.read(instantaneous, 2)
+    [row] = instantaneous.buffer
+    assert row[7] == rig.meter.registers.wh_import
+
+    scalers = GXDLMSProfileGeneric("1.0.94.91.4.255")
+    hes.read(scalers, 3)
+    assert hes.read(scalers, 2)  # one row of {scaler, unit}
+
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    clock.time = GXDateTime(datetime.fromtimestamp(rig.now + 60, tz=IST))
+    hes.request(hes.client.write(clock, 2))
+    transactions = GXDLMSProfileGeneric("0.0.99.98.3.255")
+    hes.read(transactions, 3)
+    hes.read(transactions, 2)
+    assert [row[1] for row in transactions.buffer] == [151]
+    for log in range(7):
+        assert hes.read(GXDLMSProfileGeneric(f"0.0.99.98.{log}.255"), 3) is not None
+
+    billing = GXDLMSProfileGeneric("1.0.98.1.0.255")
+    hes.read(billing, 3)
+    assert len(billing.captureObjects) == 13
+    billing_scalers = GXDLMSProfileGeneric("1.0.94.91.6.255")
+    hes.read(billing_scalers, 3)
+    hes.read(billing_scalers, 2)
+    assert len(billing_scalers.buffer[0]) == len(billing_scalers.captureObjects) == 10
+
+
+def test_name_plate_is_public():
+    rig = Rig()
+    public = GuruxSession(public_client(), rig.transport)
+    public.associate()
+    plate = GXDLMSProfileGeneric("0.0.94.91.10.255")
+    public.read(plate, 3)
+    public.read(plate, 2)
+    assert plate.buffer[0][0] == "SP0000042"

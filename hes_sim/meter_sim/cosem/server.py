@@ -19,7 +19,7 @@ from enum import Enum
 
 from hes_sim.errors import CodecError
 from hes_sim.meter_sim.cosem.model import Attribute, Context, CosemObject, Level, ObjectModel
-from hes_sim.meter_sim.cosem.objects import ASSOCIATION
+from hes_sim.meter_sim.cosem.values import ASSOCIATION
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.protocols import acse, axdr, security, xdlms
 from hes_sim.protocols.acse import (
