@@ -70,6 +70,14 @@ class MeterOffline:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterEventReceived:
+    meter_id: str
+    code: int  # IS 15959 event code, e.g. 201 load switch disconnected
+    at: float  # the meter's time stamp of the event
+    new: bool  # False when the same event was received before
+
+
+@dataclass(frozen=True, slots=True)
 class HeadEndSubscribed:
     broker: str
     session: int  # 1 for the first subscription, then one more after each reconnect
@@ -86,6 +94,7 @@ Event = (
     | MeterOnline
     | MeterOffline
     | HeadEndSubscribed
+    | MeterEventReceived
 )
 Handler = Callable[[Event], None]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -12,14 +12,14 @@ import structlog
 from hes_sim.backoff import Backoff
 from hes_sim.clock import Clock
 from hes_sim.errors import CodecError, StoreError
-from hes_sim.events import DecodeFailed, EventBus, ReadDuplicate, ReadStored
-from hes_sim.hes.records import ReadRecord
+from hes_sim.events import DecodeFailed, EventBus, MeterEventReceived, ReadDuplicate, ReadStored
+from hes_sim.hes.records import EventRecord, ReadRecord
 from hes_sim.hes.replay import InvocationCounters
 from hes_sim.hes.store import ReadStore
 from hes_sim.hes.validation import validate_entry
 from hes_sim.keyring import FleetKeyring
 from hes_sim.protocols import frame, security, wrapper
-from hes_sim.protocols.push import DataNotification
+from hes_sim.protocols.push import DataNotification, EventEntry
 from hes_sim.protocols.push import decode as decode_notification
 
 log = structlog.get_logger(__name__)
@@ -76,39 +76,59 @@ class Ingest:
         self._counters.accept(push.meter_id, ciphered.invocation_counter)
         return decode_notification(plain)
 
-    def decode(self, push: InboundPush) -> ReadRecord | None:
-        """The read in ``push``, or None after counting why it was rejected."""
+    def decode(self, push: InboundPush) -> ReadRecord | EventRecord | None:
+        """The read or event in ``push``, or None after counting why it was rejected."""
         try:
             notification = self.open(push)
-            validate_entry(notification.entry, self._clock.now())
+            entry = notification.entry
+            if isinstance(entry, EventEntry):
+                return EventRecord(
+                    push.meter_id,
+                    int(entry.clock.timestamp()),
+                    ".".join(str(b) for b in entry.log),
+                    entry.code,
+                    push.received_at,
+                )
+            validate_entry(entry, self._clock.now())
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, push.meter_id))
             log.warning("push_rejected", meter_id=push.meter_id, reason=exc.reason, error=str(exc))
             return None
-        return ReadRecord.from_entry(push.meter_id, notification.entry, push.received_at)
+        return ReadRecord.from_entry(push.meter_id, entry, push.received_at)
 
     async def process(self, batch: Sequence[InboundPush]) -> None:
-        records = [r for r in map(self.decode, batch) if r is not None]
-        if not records:
-            return
-        stored_at, flags = await self._store_with_retry(records)
-        for record, stored in zip(records, flags, strict=True):
-            if stored:
-                delay = stored_at - record.interval_end
-                self._bus.emit(ReadStored(record.meter_id, record.interval_end, delay))
-            else:
-                self._bus.emit(ReadDuplicate(record.meter_id, record.interval_end))
+        decoded = [r for r in map(self.decode, batch) if r is not None]
+        reads = [r for r in decoded if isinstance(r, ReadRecord)]
+        events = [r for r in decoded if isinstance(r, EventRecord)]
+        if reads:
+            stored_at, flags = await self._with_retry(
+                lambda at: self._store.add_reads(reads, at), len(reads)
+            )
+            for read, stored in zip(reads, flags, strict=True):
+                if stored:
+                    delay = stored_at - read.interval_end
+                    self._bus.emit(ReadStored(read.meter_id, read.interval_end, delay))
+                else:
+                    self._bus.emit(ReadDuplicate(read.meter_id, read.interval_end))
+        if events:
+            _at, flags = await self._with_retry(
+                lambda at: self._store.add_events(events, at), len(events)
+            )
+            for event, new in zip(events, flags, strict=True):
+                self._bus.emit(MeterEventReceived(event.meter_id, event.code, event.at, new))
 
-    async def _store_with_retry(self, records: list[ReadRecord]) -> tuple[float, list[bool]]:
+    async def _with_retry(
+        self, write: Callable[[float], Awaitable[list[bool]]], rows: int
+    ) -> tuple[float, list[bool]]:
         """Keep the batch until the store takes it: ingest stalls, the broker queues."""
         while True:
             stored_at = self._clock.now()
             try:
-                flags = await self._store.add_reads(records, stored_at)
+                flags = await write(stored_at)
             except StoreError as exc:
                 delay = self._store_backoff.next_delay()
                 log.error(  # noqa: TRY400 - a traceback per retried write adds nothing
-                    "store_write_failed", reads=len(records), retry_in_s=delay, error=str(exc)
+                    "store_write_failed", rows=rows, retry_in_s=delay, error=str(exc)
                 )
                 await asyncio.sleep(delay)
             else:

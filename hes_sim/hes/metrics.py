@@ -10,6 +10,7 @@ from hes_sim.events import (
     DecodeFailed,
     Event,
     HeadEndSubscribed,
+    MeterEventReceived,
     ReadDuplicate,
     ReadStored,
 )
@@ -51,6 +52,12 @@ class HesMetrics:
             buckets=DELAY_BUCKETS,
             registry=registry,
         )
+        self.meter_events = Counter(
+            "hes_meter_events",
+            "Events meters pushed as they happened (first copies), by IS 15959 code",
+            ["code"],
+            registry=registry,
+        )
         self.broker_sessions = Counter(
             "hes_broker_sessions",
             "Subscriptions made to the broker (more than one means reconnects)",
@@ -70,5 +77,7 @@ class HesMetrics:
                 self.decode_errors.labels(reason=reason).inc()
             case HeadEndSubscribed():
                 self.broker_sessions.inc()
+            case MeterEventReceived(code=code, new=True):
+                self.meter_events.labels(code=str(code)).inc()
             case _:
                 pass

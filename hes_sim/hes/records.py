@@ -39,3 +39,14 @@ class ReadRecord:
             },
             received_at=received_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event a meter pushed as it happened."""
+
+    meter_id: str
+    at: int  # simulated Unix seconds, the meter's time stamp
+    log: str  # the event log's OBIS code
+    code: int
+    received_at: float

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
 from hes_sim.errors import StoreError
-from hes_sim.hes.records import ReadRecord
+from hes_sim.hes.records import EventRecord, ReadRecord
 
 T = TypeVar("T")
 
@@ -24,6 +24,12 @@ class ReadStore(Protocol):
     async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
         """Store each read once; True where stored now, False where it was a duplicate."""
         ...
+
+    async def add_events(self, events: Sequence[EventRecord], stored_at: float) -> list[bool]:
+        """Store each event once; True where new."""
+        ...
+
+    async def events_for(self, meter_id: str) -> list[EventRecord]: ...
 
     async def count_reads(self) -> int: ...
 
@@ -50,6 +56,15 @@ CREATE TABLE IF NOT EXISTS block_load_reads (
     stored_at    REAL    NOT NULL,
     PRIMARY KEY (meter_id, interval_end)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter_events (
+    meter_id     TEXT    NOT NULL,
+    at           INTEGER NOT NULL,  -- simulated Unix seconds, the meter's time stamp
+    log          TEXT    NOT NULL,  -- OBIS code of the event log
+    code         INTEGER NOT NULL,
+    received_at  REAL    NOT NULL,
+    stored_at    REAL    NOT NULL,
+    PRIMARY KEY (meter_id, at, code)
+) WITHOUT ROWID;
 """
 
 INSERT = """
@@ -57,6 +72,11 @@ INSERT INTO block_load_reads (meter_id, interval_end, layout, voltage_v, current
     wh_import, wh_export, vah_import, vah_export, registers, received_at, stored_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (meter_id, interval_end) DO NOTHING
+"""
+INSERT_EVENT = """
+INSERT INTO meter_events (meter_id, at, log, code, received_at, stored_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (meter_id, at, code) DO NOTHING
 """
 
 
@@ -101,24 +121,41 @@ class SqliteReadStore:
         return self._db
 
     async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
-        def insert() -> list[bool]:
-            db = self._conn()
-            stored: list[bool] = []
-            db.execute("BEGIN")
-            try:
-                for r in reads:
-                    cursor = db.execute(INSERT, _row(r, stored_at))
-                    stored.append(cursor.rowcount == 1)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return stored
-
+        rows = [_row(r, stored_at) for r in reads]
         try:
-            return await self._run(insert)
+            return await self._run(lambda: self._insert(INSERT, rows))
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(reads)} reads failed: {exc}") from exc
+
+    async def add_events(self, events: Sequence[EventRecord], stored_at: float) -> list[bool]:
+        rows = [(e.meter_id, e.at, e.log, e.code, e.received_at, stored_at) for e in events]
+        try:
+            return await self._run(lambda: self._insert(INSERT_EVENT, rows))
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing {len(events)} events failed: {exc}") from exc
+
+    async def events_for(self, meter_id: str) -> list[EventRecord]:
+        def select() -> list[EventRecord]:
+            rows = self._conn().execute(
+                "SELECT meter_id, at, log, code, received_at FROM meter_events"
+                " WHERE meter_id = ? ORDER BY at, code",
+                (meter_id,),
+            )
+            return [EventRecord(*row) for row in rows]
+
+        return await self._run(select)
+
+    def _insert(self, statement: str, rows: Sequence[tuple[object, ...]]) -> list[bool]:
+        """Insert each row in one transaction; True where it was new."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            stored = [db.execute(statement, row).rowcount == 1 for row in rows]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return stored
 
     async def count_reads(self) -> int:
         def count() -> int:

@@ -52,12 +52,22 @@ class MeterEvent:
         return LOG_OF[self.code]
 
 
+PUSHED_LOGS = frozenset({EventLog.CONTROL, EventLog.POWER})  # alerts sent as they happen
+
+
 @dataclass(slots=True)
 class EventLogs:
     logs: dict[EventLog, deque[MeterEvent]] = field(default_factory=dict)
+    pending: list[MeterEvent] = field(default_factory=list)  # to push, oldest first
+
+    def take_pending(self) -> list[MeterEvent]:
+        pending, self.pending = self.pending, []
+        return pending
 
     def record(self, code: EventCode, at: float) -> MeterEvent:
         event = MeterEvent(at, code)
+        if event.log in PUSHED_LOGS:
+            self.pending.append(event)
         log = self.logs.setdefault(event.log, deque(maxlen=LOG_DEPTH))
         if event.log is EventLog.NON_ROLLOVER and len(log) == LOG_DEPTH:
             return event  # a full non-rollover log keeps its first entries
@@ -66,3 +76,8 @@ class EventLogs:
 
     def entries(self, log: EventLog) -> list[MeterEvent]:
         return list(self.logs.get(log, ()))
+
+
+def event_log_name(log: EventLog) -> bytes:
+    """The logical name 0.0.99.98.<log>.255."""
+    return bytes([0, 0, 99, 98, int(log), 255])

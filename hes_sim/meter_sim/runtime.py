@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -20,11 +21,12 @@ from hes_sim.errors import BrokerError, CodecError
 from hes_sim.events import EventBus, MeterConnected, MeterLinkLost, PushSent, ReadProduced
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
+from hes_sim.meter_sim.event_logs import event_log_name
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import LinkFactory, MeterLink
 from hes_sim.protocols import frame, wrapper
-from hes_sim.protocols.push import DataNotification
+from hes_sim.protocols.push import DataNotification, EventEntry
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +68,7 @@ class MeterRuntime:
         self._identity = identity
         self._cipher_pushes = cipher_pushes and identity is not None
         self._session: DlmsSession | None = None
+        self._flushing = asyncio.Lock()
         self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
         self._invoke_id = 0
@@ -135,12 +138,14 @@ class MeterRuntime:
         self._bus.emit(ReadProduced(self.meter.meter_id, interval_end))
 
     async def _flush(self, link: MeterLink) -> None:
-        while self._outbox:
-            notification = self._outbox[0]
-            await link.send(self._encode(notification))
-            self._outbox.popleft()
-            interval_end = notification.entry.clock.timestamp()
-            self._bus.emit(PushSent(self.meter.meter_id, interval_end))
+        # the push loop and the request loop both flush; one at a time keeps the order
+        async with self._flushing:
+            while self._outbox:
+                notification = self._outbox[0]
+                await link.send(self._encode(notification))
+                self._outbox.popleft()
+                stamped = notification.entry.clock.timestamp()
+                self._bus.emit(PushSent(self.meter.meter_id, stamped))
 
     def _encode(self, notification: DataNotification) -> bytes:
         """Each transmission is ciphered afresh, with the next invocation counter, so that a
@@ -158,6 +163,19 @@ class MeterRuntime:
             answer = self._answer(request)
             if answer is not None:
                 await link.send(answer)
+            self._queue_alerts()
+            await self._flush(link)
+
+    def _queue_alerts(self) -> None:
+        """Events that are pushed as they happen (a relay switching) join the outbox."""
+        for event in self.meter.events.take_pending():
+            self._invoke_id = (self._invoke_id + 1) & 0xFF_FFFF
+            entry = EventEntry(
+                event_log_name(event.log),
+                datetime.fromtimestamp(event.at, tz=self.meter.tz),
+                int(event.code),
+            )
+            self._outbox.append(DataNotification(self._invoke_id, None, entry))
 
     def _answer(self, request: bytes) -> bytes | None:
         try:

@@ -31,15 +31,26 @@ INVOKE_ID_MASK = 0x00FF_FFFF
 _HEADER_SIZE = 1 + 4 + 1  # tag, long-invoke-id-and-priority, date-time length
 _ITEM_SIZE = {DlmsType.LONG_UNSIGNED: 3, DlmsType.DOUBLE_LONG_UNSIGNED: 5}
 _CLOCK_ITEM_SIZE = 2 + cosem_datetime.SIZE  # octet-string tag, length, 12 octets
+LOGICAL_NAME_SIZE = 6
+EVENT_BODY_SIZE = 2 + (2 + LOGICAL_NAME_SIZE) + _CLOCK_ITEM_SIZE + 3
 # gurux returns its int subclasses GXUInt16 / GXUInt32, which remember their wire type
 _WIRE_TYPES = {"GXUInt16": DlmsType.LONG_UNSIGNED, "GXUInt32": DlmsType.DOUBLE_LONG_UNSIGNED}
+
+
+@dataclass(frozen=True, slots=True)
+class EventEntry:
+    """An event pushed as it happens: which event log, when, and the IS 15959 code."""
+
+    log: bytes  # logical name of the event log, e.g. 0.0.99.98.6.255 (control)
+    clock: datetime
+    code: int
 
 
 @dataclass(frozen=True, slots=True)
 class DataNotification:
     invoke_id: int  # 24 bits; the meter counts its pushes with it
     sent_at: datetime | None
-    entry: BlockLoadEntry
+    entry: BlockLoadEntry | EventEntry
 
 
 class _Gurux:
@@ -58,15 +69,26 @@ def encoded_size(layout: ProfileLayout, *, with_time: bool) -> int:
     return _HEADER_SIZE + (cosem_datetime.SIZE if with_time else 0) + body
 
 
-def encode(notification: DataNotification) -> bytes:
-    entry = notification.entry
+def _body(entry: BlockLoadEntry | EventEntry) -> GXByteBuffer:
     body = GXByteBuffer()
     body.setUInt8(DataType.STRUCTURE)
-    _GXCommon.setObjectCount(1 + len(entry.values), body)
     settings = _gurux.settings
-    _GXCommon.setData(settings, body, DataType.OCTET_STRING, cosem_datetime.encode(entry.clock))
+    clock = cosem_datetime.encode(entry.clock)
+    if isinstance(entry, EventEntry):
+        _GXCommon.setObjectCount(3, body)
+        _GXCommon.setData(settings, body, DataType.OCTET_STRING, entry.log)
+        _GXCommon.setData(settings, body, DataType.OCTET_STRING, clock)
+        _GXCommon.setData(settings, body, DataType.UINT16, entry.code)
+        return body
+    _GXCommon.setObjectCount(1 + len(entry.values), body)
+    _GXCommon.setData(settings, body, DataType.OCTET_STRING, clock)
     for column, value in zip(entry.layout.columns, entry.values, strict=True):
         _GXCommon.setData(settings, body, DataType(int(column.dlms_type)), value)
+    return body
+
+
+def encode(notification: DataNotification) -> bytes:
+    body = _body(notification.entry)
     notify = _gurux.notify
     notify.settings.setLongInvokeID(notification.invoke_id & INVOKE_ID_MASK)
     messages = notify.generateDataNotificationMessages(None, body)
@@ -96,15 +118,37 @@ def decode(apdu: bytes) -> DataNotification:
     body = reply.value
     if not isinstance(body, list) or not body or not isinstance(body[0], bytes | bytearray):
         raise CodecError("body_shape", f"body is not a structure starting with a clock: {body!r}")
+    if apdu[5] not in (0, cosem_datetime.SIZE):
+        raise CodecError("length", f"a date-time field of {apdu[5]} octets")
+    with_time = apdu[5] != 0
+    sent_at = cosem_datetime.decode(apdu[6 : 6 + apdu[5]]) if with_time else None
+    invoke_id = int(reply.invokeId) & INVOKE_ID_MASK
+    if len(body[0]) == LOGICAL_NAME_SIZE:
+        event = _event_entry(body, len(apdu), with_time=with_time)
+        return DataNotification(invoke_id, sent_at, event)
     values = body[1:]
     if not all(isinstance(v, int) for v in values):
         raise CodecError("body_shape", "body holds non-integer registers")
     layout = LAYOUT_BY_SIGNATURE.get(tuple(_WIRE_TYPES.get(type(v).__name__) for v in values))
     if layout is None:
         raise CodecError("body_shape", f"no block-load layout has {len(values)} such registers")
-    with_time = apdu[5] != 0
     if len(apdu) != encoded_size(layout, with_time=with_time):
         raise CodecError("length", f"{len(apdu)} bytes for a {layout.name} notification")
-    sent_at = cosem_datetime.decode(apdu[6 : 6 + apdu[5]]) if with_time else None
     entry = BlockLoadEntry(layout, cosem_datetime.decode(bytes(body[0])), tuple(values))
-    return DataNotification(int(reply.invokeId) & INVOKE_ID_MASK, sent_at, entry)
+    return DataNotification(invoke_id, sent_at, entry)
+
+
+def _event_entry(body: list[object], size: int, *, with_time: bool) -> EventEntry:
+    log, clock, code = [*body, None, None][:3]
+    if (
+        len(body) != 3
+        or not isinstance(log, bytes | bytearray)
+        or not isinstance(clock, bytes | bytearray)
+        or type(code).__name__ != "GXUInt16"
+        or not isinstance(code, int)
+    ):
+        raise CodecError("body_shape", "not an event: {log name, clock, code}")
+    expected = _HEADER_SIZE + (cosem_datetime.SIZE if with_time else 0) + EVENT_BODY_SIZE
+    if size != expected:
+        raise CodecError("length", f"{size} bytes for an event notification")
+    return EventEntry(bytes(log), cosem_datetime.decode(bytes(clock)), int(code))

@@ -9,6 +9,7 @@ from hes_sim.events import (
     DecodeFailed,
     Event,
     MeterConnected,
+    MeterEventReceived,
     MeterLinkLost,
     PushSent,
     ReadDuplicate,
@@ -38,7 +39,7 @@ class RunTally:
                 self.reads_produced += 1
             case PushSent():
                 self.pushes_sent += 1
-            case ReadStored() | ReadDuplicate():
+            case ReadStored() | ReadDuplicate() | MeterEventReceived():
                 self.pushes_processed += 1
             case DecodeFailed(meter_id=meter_id) if meter_id is not None:
                 self.pushes_processed += 1

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from hes_sim.clock import SimClock
-from hes_sim.events import DecodeFailed, EventBus, ReadStored
+from hes_sim.events import DecodeFailed, EventBus, MeterEventReceived, ReadStored
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.meter_sessions import MeterSessions
 from hes_sim.hes.service import HeadEnd
@@ -109,6 +109,12 @@ async def test_disconnect_and_reconnect_a_meter_over_mqtt(
             on = await meter.action(Reference(70, RELAY, 2), Data(Tag.INTEGER, 0))
             assert on.result is DataAccessResult.SUCCESS
             assert (await meter.get(Reference(70, RELAY, 2))).value is True
+
+        # each switch was pushed as a control event as it happened
+        await events.until(lambda _: len(events.of(MeterEventReceived)) >= 2, 30)
+        pushed = [e.code for e in events.of(MeterEventReceived) if e.meter_id == TARGET]  # type: ignore[attr-defined]
+        assert pushed == [201, 202]
+        assert [e.code for e in await store.events_for(TARGET)] == [201, 202]
 
     # pushes and answers share the meter's counter: nothing was taken for a replay
     assert not events.of(DecodeFailed)

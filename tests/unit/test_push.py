@@ -143,3 +143,22 @@ def test_corrupted_frames_raise_only_codec_error_or_decode(patch: bytes, at: int
     data = FRAME[: 8 + at] + patch + FRAME[8 + at + len(patch) :]
     with contextlib.suppress(CodecError):
         frame.decode_push_frame(data)
+
+
+def test_event_notification_roundtrips_and_gurux_reads_it():
+    event = push.EventEntry(bytes([0, 0, 99, 98, 6, 255]), CLOCK, 201)
+    notification = push.DataNotification(3, None, event)
+    data = frame.encode_push_frame(notification)
+    assert frame.decode_push_frame(data) == notification
+    notify = GXDLMSNotify(True, 1, 0x66, InterfaceType.WRAPPER)
+    reply = GXReplyData()
+    notify.getData(GXByteBuffer(data), reply)
+    assert list(reply.value)[2] == 201
+
+
+@pytest.mark.parametrize("cut", [1, 3, 10])
+def test_truncated_event_notifications_raise_codec_error(cut: int):
+    event = push.EventEntry(bytes([0, 0, 99, 98, 6, 255]), CLOCK, 201)
+    apdu = push.encode(push.DataNotification(3, None, event))
+    with pytest.raises(CodecError):
+        push.decode(apdu[:-cut])

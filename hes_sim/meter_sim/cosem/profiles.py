@@ -36,7 +36,7 @@ from hes_sim.meter_sim.cosem.values import (
     u16,
     u32,
 )
-from hes_sim.meter_sim.event_logs import EventLog, MeterEvent
+from hes_sim.meter_sim.event_logs import EventLog, MeterEvent, event_log_name
 from hes_sim.meter_sim.meter import KIND_SPECS, MeterKind
 from hes_sim.protocols import axdr, cosem_datetime
 from hes_sim.protocols.axdr import Data, Tag
@@ -282,7 +282,7 @@ def _event_row(ctx: Context, event: MeterEvent) -> Data:
 
 
 def event_log(log: EventLog) -> CosemObject:
-    code = obis(f"0.0.99.98.{int(log)}.255")
+    code = event_log_name(log)
     columns = (capture(8, CLOCK, 2), capture(1, obis(f"0.0.96.11.{int(log)}.255"), 2))
 
     def rows(ctx: Context) -> list[Row]:
