@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import timeit
+import tracemalloc
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +36,8 @@ from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import SqliteReadStore
 from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.cosem.objects import object_model
+from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
@@ -109,6 +112,38 @@ async def bench_fleet(sizes: list[int]) -> list[dict[str, float]]:
             row["broker_kb_per_connection"] = (broker_peak - broker_before) / size / 1024
             rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------- memory per idle meter
+
+
+def bench_memory(meters: int = 5000) -> dict[str, float]:
+    """tracemalloc bytes: the shared object model once, then each idle meter's own state
+    (values, relay, logs, ledger, a day of closed intervals; no connection, no session)."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    models = [object_model(kind) for kind in MeterKind]
+    model_bytes = tracemalloc.get_traced_memory()[0] - before
+    before = tracemalloc.get_traced_memory()[0]
+    fleet = build_meters({MeterKind.SINGLE_PHASE: meters}, 1, IST)
+    for meter in fleet:
+        for k in range(1, 97):
+            meter.close_interval(START + 900 * k, 900)
+    per_meter = (tracemalloc.get_traced_memory()[0] - before) / meters
+    before = tracemalloc.get_traced_memory()[0]
+    keyring = FleetKeyring(b"bench fleet secret, not a real one")
+    sessions = [
+        DlmsSession(
+            m,
+            object_model(m.kind),
+            Identity(keyring.system_title_for(m.meter_id), keyring.keys_for(m.meter_id)),
+        )
+        for m in fleet[:1000]
+    ]
+    per_session = (tracemalloc.get_traced_memory()[0] - before) / len(sessions)
+    tracemalloc.stop()
+    del models, sessions
+    return {"model_bytes": model_bytes, "meter_bytes": per_meter, "session_bytes": per_session}
 
 
 # ---------------------------------------------------------------- 2. codec
@@ -269,7 +304,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", nargs="?", default="all", choices=["all", "fleet", "codec", "ingest", "fleet-child"]
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "fleet", "codec", "memory", "ingest", "fleet-child"],
     )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--sizes", default="1000,5000", help="fleet sizes to connect")
@@ -294,6 +332,19 @@ def main() -> None:
             f"  suite 0 frame {codec['ciphered_bytes']} bytes: cipher +{codec['cipher_us']:.1f} us,"
             f" decipher {codec['decipher_us']:.1f} us, derive a meter's keys "
             f"{codec['derive_keys_us']:.1f} us"
+        )
+    if options.what in ("all", "memory"):
+        memory = bench_memory()
+        print("\nmemory (tracemalloc)")
+        model_kb = memory["model_bytes"] / 1024
+        print(f"  object model, every kind, shared by all meters: {model_kb:.0f} KB")
+        print(
+            f"  per idle meter (values, relay, logs, ledger, a day of intervals): "
+            f"{memory['meter_bytes']:.0f} bytes"
+        )
+        print(
+            f"  per DLMS session, made only while the head-end talks to a meter: "
+            f"{memory['session_bytes']:.0f} bytes"
         )
     if options.what in ("all", "fleet"):
         sizes = [int(s) for s in options.sizes.split(",")]
