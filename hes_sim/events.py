@@ -70,6 +70,13 @@ class MeterOffline:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterRequestRefused:
+    """A meter refused a request: outside an association, forged, or replayed."""
+
+    meter_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeterEventReceived:
     meter_id: str
     code: int  # IS 15959 event code, e.g. 201 load switch disconnected
@@ -95,6 +102,7 @@ Event = (
     | MeterOffline
     | HeadEndSubscribed
     | MeterEventReceived
+    | MeterRequestRefused
 )
 Handler = Callable[[Event], None]
 

@@ -18,7 +18,14 @@ import structlog
 from hes_sim.backoff import Backoff
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, CodecError
-from hes_sim.events import EventBus, MeterConnected, MeterLinkLost, PushSent, ReadProduced
+from hes_sim.events import (
+    EventBus,
+    MeterConnected,
+    MeterLinkLost,
+    MeterRequestRefused,
+    PushSent,
+    ReadProduced,
+)
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.event_logs import event_log_name
@@ -187,7 +194,11 @@ class MeterRuntime:
             return None
         if self._session is None:  # made on the first request: idle meters hold none
             self._session = DlmsSession(self.meter, object_model(self.meter.kind), self._identity)
+        refused = self._session.refused
         answer = self._session.handle(apdu, self._clock.now())
+        if self._session.refused > refused:
+            self._bus.emit(MeterRequestRefused(self.meter.meter_id))
+            log.warning("request_refused", meter_id=self.meter.meter_id)
         if answer is None:
             return None
         return wrapper.wrap(answer, header.destination_wport, header.source_wport)

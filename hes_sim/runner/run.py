@@ -253,6 +253,7 @@ class ScenarioRun:
             reads_duplicate=self.ingest_tally.reads_duplicate,
             decode_errors=sum(self.ingest_tally.decode_errors.values()),
             decode_errors_by_reason=dict(self.ingest_tally.decode_errors),
+            meter_requests_refused=self.run_tally.requests_refused,
             read_completeness=round(reads_stored / expected, 6) if expected else 1.0,
             delivery_delay_seconds=Percentiles.of(delays),
             loop_lag_seconds=Percentiles.of(self.lag.samples),

@@ -11,6 +11,7 @@ from hes_sim.events import (
     MeterConnected,
     MeterEventReceived,
     MeterLinkLost,
+    MeterRequestRefused,
     PushSent,
     ReadDuplicate,
     ReadProduced,
@@ -25,6 +26,7 @@ class RunTally:
     reads_produced: int = 0
     pushes_sent: int = 0
     pushes_processed: int = 0  # stored, duplicate or rejected by the head-end
+    requests_refused: int = 0  # by meters: forged, replayed, or outside an association
     connect_wall_s: list[float] = field(default_factory=list)
     _caught_up: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -35,6 +37,8 @@ class RunTally:
                 self.connect_wall_s.append(seconds)
             case MeterLinkLost():
                 self.links_lost += 1
+            case MeterRequestRefused():
+                self.requests_refused += 1
             case ReadProduced():
                 self.reads_produced += 1
             case PushSent():

@@ -65,6 +65,7 @@ class Report(BaseModel):
     reads_duplicate: int
     decode_errors: int
     decode_errors_by_reason: dict[str, int]
+    meter_requests_refused: int
     read_completeness: float
     delivery_delay_seconds: Percentiles
     loop_lag_seconds: Percentiles

@@ -86,6 +86,8 @@ def test_hls_association_then_clock_register_profile_range_and_relay():
     assert hes.request(relay.remoteDisconnect(hes.client)).error == 0
     assert rig.meter.relay.state is ControlState.DISCONNECTED
     assert hes.read(relay, 2) is False
+    status_word = hes.read(GXDLMSData("0.0.94.91.18.255"), 2)
+    assert str(status_word)[1] == "1"  # bit 1: load switch disconnected
     assert hes.request(relay.remoteReconnect(hes.client)).error == 0
     assert hes.read(relay, 2) is True
     control = rig.meter.events.entries(EventLog.CONTROL)

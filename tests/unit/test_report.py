@@ -30,6 +30,7 @@ def make_report(**changes) -> Report:
         "reads_duplicate": 0,
         "decode_errors": 0,
         "decode_errors_by_reason": {},
+        "meter_requests_refused": 0,
         "read_completeness": 1.0,
         "delivery_delay_seconds": Percentiles(p50=5, p95=10, p99=20, max=30),
         "loop_lag_seconds": Percentiles(p50=0, p95=0, p99=0, max=1),

@@ -26,6 +26,7 @@ from hes_sim.meter_sim.cosem.values import (
     CURRENT,
     DISCONNECT_CONTROL,
     ENERGY_IMPORT,
+    EVENT_STATUS_WORD,
     FIRMWARE_VERSION,
     LOAD_LIMIT,
     MANUFACTURER_NAME,
@@ -252,6 +253,29 @@ LOAD_LIMIT_OBJECT = CosemObject(
     },
 )
 
+# ------------------------------------------------------------------ event status word (class 1)
+
+# Bits of the simulator's 128-bit event status word (bit 0 first on the wire); IS 15959
+# leaves the assignment to the utility's specification, so these are documented in the README.
+ESW_POWER_FAILURE = 0
+ESW_LOAD_SWITCH_DISCONNECTED = 1
+
+
+def _event_status_word(ctx: Context, _sel: Selection | None) -> Data:
+    bits = 0
+    if not ctx.meter.relay.output_state:
+        bits |= 1 << (127 - ESW_LOAD_SWITCH_DISCONNECTED)
+    return Data(Tag.BIT_STRING, bits.to_bytes(16, "big"))
+
+
+ESW_OBJECT = CosemObject(
+    1,
+    0,
+    EVENT_STATUS_WORD,
+    "event status word",
+    {1: logical_name(EVENT_STATUS_WORD), 2: Attribute(_event_status_word)},
+)
+
 # ------------------------------------------------------------------ association (class 15)
 
 ASSOCIATION_OBJECT = CosemObject(
@@ -276,5 +300,6 @@ def object_model(kind: MeterKind) -> ObjectModel:
         *profiles(kind),
         PUSH_SETUP_OBJECT,
         LOAD_LIMIT_OBJECT,
+        ESW_OBJECT,
     )
     return ObjectModel({o.obis: o for o in objects})

@@ -31,6 +31,7 @@ SERIAL_NUMBER = obis("0.0.96.1.0.255")
 MANUFACTURER_NAME = obis("0.0.96.1.1.255")
 FIRMWARE_VERSION = obis("1.0.0.2.0.255")
 METER_CATEGORY = obis("0.0.94.91.9.255")
+EVENT_STATUS_WORD = obis("0.0.94.91.18.255")
 
 
 def logical_name(code: bytes) -> Attribute:
