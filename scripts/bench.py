@@ -36,6 +36,7 @@ from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import SqliteReadStore
 from hes_sim.keyring import FleetKeyring
+from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.fleet import Fleet, build_meters
@@ -300,6 +301,7 @@ async def bench_ingest(meters: int, intervals: int) -> dict[str, float]:
 
 
 def main() -> None:
+    configure_logging("warning", "console")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -88,6 +88,7 @@ class Ingest:
                     ".".join(str(b) for b in entry.log),
                     entry.code,
                     push.received_at,
+                    entry.status_word.hex(),
                 )
             validate_entry(entry, self._clock.now())
         except CodecError as exc:

@@ -50,3 +50,4 @@ class EventRecord:
     log: str  # the event log's OBIS code
     code: int
     received_at: float
+    status_word: str = ""  # hex of the 128-bit event status word pushed with the event

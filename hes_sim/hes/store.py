@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS meter_events (
     at           INTEGER NOT NULL,  -- simulated Unix seconds, the meter's time stamp
     log          TEXT    NOT NULL,  -- OBIS code of the event log
     code         INTEGER NOT NULL,
+    status_word  TEXT    NOT NULL,  -- hex of the event status word pushed with it
     received_at  REAL    NOT NULL,
     stored_at    REAL    NOT NULL,
     PRIMARY KEY (meter_id, at, code)
@@ -74,8 +75,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (meter_id, interval_end) DO NOTHING
 """
 INSERT_EVENT = """
-INSERT INTO meter_events (meter_id, at, log, code, received_at, stored_at)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO meter_events (meter_id, at, log, code, status_word, received_at, stored_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (meter_id, at, code) DO NOTHING
 """
 
@@ -128,7 +129,10 @@ class SqliteReadStore:
             raise StoreError(f"writing {len(reads)} reads failed: {exc}") from exc
 
     async def add_events(self, events: Sequence[EventRecord], stored_at: float) -> list[bool]:
-        rows = [(e.meter_id, e.at, e.log, e.code, e.received_at, stored_at) for e in events]
+        rows = [
+            (e.meter_id, e.at, e.log, e.code, e.status_word, e.received_at, stored_at)
+            for e in events
+        ]
         try:
             return await self._run(lambda: self._insert(INSERT_EVENT, rows))
         except sqlite3.Error as exc:
@@ -137,7 +141,7 @@ class SqliteReadStore:
     async def events_for(self, meter_id: str) -> list[EventRecord]:
         def select() -> list[EventRecord]:
             rows = self._conn().execute(
-                "SELECT meter_id, at, log, code, received_at FROM meter_events"
+                "SELECT meter_id, at, log, code, received_at, status_word FROM meter_events"
                 " WHERE meter_id = ? ORDER BY at, code",
                 (meter_id,),
             )

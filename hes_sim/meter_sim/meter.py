@@ -25,6 +25,9 @@ from hes_sim.protocols.block_load import (
     ProfileLayout,
 )
 
+# bits of the event status word (the simulator's assignment, documented in the README)
+STATUS_POWER_FAILURE = 0
+STATUS_LOAD_SWITCH_DISCONNECTED = 1
 PUSH_SALT = 0x5EED_0F_F5E7  # keeps push offsets independent of the load noise
 BUFFER_DEPTH = 2880  # block-load entries a meter keeps: 30 days of 15-minute intervals
 
@@ -187,6 +190,13 @@ class VirtualMeter:
         if window <= 0:
             return 0.0
         return random.Random(self.source.seed ^ int(interval_end) ^ PUSH_SALT).uniform(0, window)
+
+    def status_word(self) -> bytes:
+        """The 128-bit event status word (bit 0 first): bit 1 while the relay is open."""
+        bits = 0
+        if not self.relay.output_state:
+            bits |= 1 << (127 - STATUS_LOAD_SWITCH_DISCONNECTED)
+        return bits.to_bytes(16, "big")
 
     def next_invocation_counter(self) -> int:
         self.invocation_counter += 1

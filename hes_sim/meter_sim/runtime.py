@@ -181,6 +181,7 @@ class MeterRuntime:
                 event_log_name(event.log),
                 datetime.fromtimestamp(event.at, tz=self.meter.tz),
                 int(event.code),
+                self.meter.status_word(),
             )
             self._outbox.append(DataNotification(self._invoke_id, None, entry))
 

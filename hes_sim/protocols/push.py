@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gurux_dlms import GXByteBuffer, GXDLMSNotify, GXReplyData
+from gurux_dlms import GXBitString, GXByteBuffer, GXDLMSNotify, GXReplyData
 from gurux_dlms.enums import Command, DataType, InterfaceType
 from gurux_dlms.GXDLMSSettings import GXDLMSSettings
 from gurux_dlms.internal._GXCommon import _GXCommon
@@ -32,7 +32,8 @@ _HEADER_SIZE = 1 + 4 + 1  # tag, long-invoke-id-and-priority, date-time length
 _ITEM_SIZE = {DlmsType.LONG_UNSIGNED: 3, DlmsType.DOUBLE_LONG_UNSIGNED: 5}
 _CLOCK_ITEM_SIZE = 2 + cosem_datetime.SIZE  # octet-string tag, length, 12 octets
 LOGICAL_NAME_SIZE = 6
-EVENT_BODY_SIZE = 2 + (2 + LOGICAL_NAME_SIZE) + _CLOCK_ITEM_SIZE + 3
+STATUS_WORD_SIZE = 16  # 128 bits
+EVENT_BODY_SIZE = 2 + (2 + LOGICAL_NAME_SIZE) + _CLOCK_ITEM_SIZE + 3 + (3 + STATUS_WORD_SIZE)
 # gurux returns its int subclasses GXUInt16 / GXUInt32, which remember their wire type
 _WIRE_TYPES = {"GXUInt16": DlmsType.LONG_UNSIGNED, "GXUInt32": DlmsType.DOUBLE_LONG_UNSIGNED}
 
@@ -44,6 +45,7 @@ class EventEntry:
     log: bytes  # logical name of the event log, e.g. 0.0.99.98.6.255 (control)
     clock: datetime
     code: int
+    status_word: bytes = bytes(STATUS_WORD_SIZE)  # the 128-bit event status word
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +77,11 @@ def _body(entry: BlockLoadEntry | EventEntry) -> GXByteBuffer:
     settings = _gurux.settings
     clock = cosem_datetime.encode(entry.clock)
     if isinstance(entry, EventEntry):
-        _GXCommon.setObjectCount(3, body)
+        _GXCommon.setObjectCount(4, body)
         _GXCommon.setData(settings, body, DataType.OCTET_STRING, entry.log)
         _GXCommon.setData(settings, body, DataType.OCTET_STRING, clock)
         _GXCommon.setData(settings, body, DataType.UINT16, entry.code)
+        _GXCommon.setData(settings, body, DataType.BITSTRING, GXBitString(entry.status_word, 0))
         return body
     _GXCommon.setObjectCount(1 + len(entry.values), body)
     _GXCommon.setData(settings, body, DataType.OCTET_STRING, clock)
@@ -139,16 +142,20 @@ def decode(apdu: bytes) -> DataNotification:
 
 
 def _event_entry(body: list[object], size: int, *, with_time: bool) -> EventEntry:
-    log, clock, code = [*body, None, None][:3]
+    log, clock, code, status = [*body, None, None, None][:4]
     if (
-        len(body) != 3
+        len(body) != 4
         or not isinstance(log, bytes | bytearray)
         or not isinstance(clock, bytes | bytearray)
         or type(code).__name__ != "GXUInt16"
         or not isinstance(code, int)
+        or not isinstance(status, GXBitString)
+        or len(status.value) != STATUS_WORD_SIZE
     ):
-        raise CodecError("body_shape", "not an event: {log name, clock, code}")
+        raise CodecError("body_shape", "not an event: {log name, clock, code, status word}")
     expected = _HEADER_SIZE + (cosem_datetime.SIZE if with_time else 0) + EVENT_BODY_SIZE
     if size != expected:
         raise CodecError("length", f"{size} bytes for an event notification")
-    return EventEntry(bytes(log), cosem_datetime.decode(bytes(clock)), int(code))
+    return EventEntry(
+        bytes(log), cosem_datetime.decode(bytes(clock)), int(code), bytes(status.value)
+    )

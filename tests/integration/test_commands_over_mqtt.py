@@ -114,7 +114,10 @@ async def test_disconnect_and_reconnect_a_meter_over_mqtt(
         await events.until(lambda _: len(events.of(MeterEventReceived)) >= 2, 30)
         pushed = [e.code for e in events.of(MeterEventReceived) if e.meter_id == TARGET]  # type: ignore[attr-defined]
         assert pushed == [201, 202]
-        assert [e.code for e in await store.events_for(TARGET)] == [201, 202]
+        stored_events = await store.events_for(TARGET)
+        assert [e.code for e in stored_events] == [201, 202]
+        # the status word pushed with each event: bit 1 set while disconnected
+        assert [e.status_word[:2] for e in stored_events] == ["40", "00"]
 
     # pushes and answers share the meter's counter: nothing was taken for a replay
     assert not events.of(DecodeFailed)

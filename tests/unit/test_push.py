@@ -146,7 +146,7 @@ def test_corrupted_frames_raise_only_codec_error_or_decode(patch: bytes, at: int
 
 
 def test_event_notification_roundtrips_and_gurux_reads_it():
-    event = push.EventEntry(bytes([0, 0, 99, 98, 6, 255]), CLOCK, 201)
+    event = push.EventEntry(bytes([0, 0, 99, 98, 6, 255]), CLOCK, 201, b"\x40" + bytes(15))
     notification = push.DataNotification(3, None, event)
     data = frame.encode_push_frame(notification)
     assert frame.decode_push_frame(data) == notification

@@ -20,6 +20,7 @@ from hes_sim.meter_sim.cosem.model import (
 )
 from hes_sim.meter_sim.cosem.profiles import BLOCK_LOAD, profiles
 from hes_sim.meter_sim.cosem.values import (
+    ALERT_PUSH_SETUP,
     APPARENT_IMPORT,
     ASSOCIATION,
     CLOCK,
@@ -230,6 +231,26 @@ PUSH_SETUP_OBJECT = CosemObject(
     },
 )
 
+# The alert push goes out as an event happens: no randomisation, no retries to configure.
+ALERT_PUSH_SETUP_OBJECT = CosemObject(
+    40,
+    0,
+    ALERT_PUSH_SETUP,
+    "push setup (alerts: event, event status word)",
+    {
+        1: logical_name(ALERT_PUSH_SETUP),
+        2: Attribute(
+            lambda _ctx, _sel: axdr.array(
+                capture(1, EVENT_STATUS_WORD, 2), capture(1, obis("0.0.96.11.6.255"), 2)
+            )
+        ),
+        3: PUSH_SETUP_OBJECT.attributes[3],
+        5: Attribute(lambda _ctx, _sel: u16(0)),
+        6: Attribute(lambda _ctx, _sel: Data(Tag.UNSIGNED, 0)),
+        7: Attribute(lambda _ctx, _sel: u16(0)),
+    },
+)
+
 # ------------------------------------------------------------------ load limit (class 71)
 
 
@@ -255,17 +276,9 @@ LOAD_LIMIT_OBJECT = CosemObject(
 
 # ------------------------------------------------------------------ event status word (class 1)
 
-# Bits of the simulator's 128-bit event status word (bit 0 first on the wire); IS 15959
-# leaves the assignment to the utility's specification, so these are documented in the README.
-ESW_POWER_FAILURE = 0
-ESW_LOAD_SWITCH_DISCONNECTED = 1
-
 
 def _event_status_word(ctx: Context, _sel: Selection | None) -> Data:
-    bits = 0
-    if not ctx.meter.relay.output_state:
-        bits |= 1 << (127 - ESW_LOAD_SWITCH_DISCONNECTED)
-    return Data(Tag.BIT_STRING, bits.to_bytes(16, "big"))
+    return Data(Tag.BIT_STRING, ctx.meter.status_word())
 
 
 ESW_OBJECT = CosemObject(
@@ -299,6 +312,7 @@ def object_model(kind: MeterKind) -> ObjectModel:
         *_name_plate(),
         *profiles(kind),
         PUSH_SETUP_OBJECT,
+        ALERT_PUSH_SETUP_OBJECT,
         LOAD_LIMIT_OBJECT,
         ESW_OBJECT,
     )
