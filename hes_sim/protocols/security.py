@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from hes_sim.errors import CodecError
+from hes_sim.protocols.axdr import decode_length, encode_length
 
 SECURITY_AUTHENTICATED_ENCRYPTED = 0x30  # suite 0, authentication + encryption
 SECURITY_AUTHENTICATED = 0x10  # suite 0, authentication only (HLS GMAC answers)
@@ -126,8 +127,8 @@ def encrypt(
     )
     title = b""
     if tag is CipheredTag.GENERAL_GLO_CIPHERING:
-        title = _length(len(sender_title)) + sender_title
-    return bytes([tag]) + title + _length(len(body)) + body
+        title = encode_length(len(sender_title)) + sender_title
+    return bytes([tag]) + title + encode_length(len(body)) + body
 
 
 def parse(apdu: bytes) -> Ciphered:
@@ -141,12 +142,12 @@ def parse(apdu: bytes) -> Ciphered:
     position = 1
     title = None
     if tag is CipheredTag.GENERAL_GLO_CIPHERING:
-        size, position = _read_length(apdu, position)
+        size, position = decode_length(apdu, position)
         title = apdu[position : position + size]
         if size != SYSTEM_TITLE_SIZE or len(title) != size:
             raise CodecError("ciphered", "bad system title")
         position += size
-    size, position = _read_length(apdu, position)
+    size, position = decode_length(apdu, position)
     body = apdu[position:]
     if len(body) != size:
         raise CodecError("ciphered", f"length says {size} bytes, {len(body)} follow")
@@ -198,26 +199,3 @@ def check_gmac_answer(answer: bytes, title: bytes, keys: Keys, challenge: bytes)
 
 def _iv(title: bytes, invocation_counter: int) -> bytes:
     return title + invocation_counter.to_bytes(4, "big")
-
-
-def _length(size: int) -> bytes:
-    """A-XDR length: one byte below 128, else 0x81/0x82 and the length."""
-    if size < 0x80:
-        return bytes([size])
-    if size <= 0xFF:
-        return bytes([0x81, size])
-    if size <= 0xFFFF:
-        return b"\x82" + size.to_bytes(2, "big")
-    raise CodecError("too_long", f"{size} bytes")
-
-
-def _read_length(data: bytes, position: int) -> tuple[int, int]:
-    if position >= len(data):
-        raise CodecError("ciphered", "truncated before a length")
-    first = data[position]
-    if first < 0x80:
-        return first, position + 1
-    count = first & 0x7F
-    if count not in (1, 2) or position + 1 + count > len(data):
-        raise CodecError("ciphered", "bad length")
-    return int.from_bytes(data[position + 1 : position + 1 + count], "big"), position + 1 + count

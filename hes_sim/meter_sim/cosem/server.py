@@ -313,13 +313,16 @@ class DlmsSession:
             return DataAccessResult.OBJECT_CLASS_INCONSISTENT
         return obj
 
-    def _readable(self, request: xdlms.GetRequest) -> Attribute | DataAccessResult:
-        obj = self._object(request.attribute)
+    def _attribute(self, ref: xdlms.Reference) -> Attribute | DataAccessResult:
+        obj = self._object(ref)
         if isinstance(obj, DataAccessResult):
             return obj
-        attribute = obj.attributes.get(request.attribute.index)
-        if attribute is None:
-            return DataAccessResult.OBJECT_UNAVAILABLE
+        return obj.attributes.get(ref.index, DataAccessResult.OBJECT_UNAVAILABLE)
+
+    def _readable(self, request: xdlms.GetRequest) -> Attribute | DataAccessResult:
+        attribute = self._attribute(request.attribute)
+        if isinstance(attribute, DataAccessResult):
+            return attribute
         if attribute.read_level is Level.MANAGEMENT and self.level is not Level.MANAGEMENT:
             return DataAccessResult.READ_WRITE_DENIED
         if request.selection is not None and not attribute.selective:
@@ -374,12 +377,9 @@ class DlmsSession:
         return xdlms.GetBlockResponse(pending.invoke_id, last, pending.block_number, chunk)
 
     def _set(self, request: xdlms.SetRequest, ctx: Context) -> DataAccessResult:
-        obj = self._object(request.attribute)
-        if isinstance(obj, DataAccessResult):
-            return obj
-        attribute = obj.attributes.get(request.attribute.index)
-        if attribute is None:
-            return DataAccessResult.OBJECT_UNAVAILABLE
+        attribute = self._attribute(request.attribute)
+        if isinstance(attribute, DataAccessResult):
+            return attribute
         if attribute.write is None or self.level is not Level.MANAGEMENT:
             return DataAccessResult.READ_WRITE_DENIED
         if request.selection is not None:
