@@ -22,7 +22,7 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
-from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.meter_sim.meter import CONSUMER_KINDS, MeterKind
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.gateway import run_gateway
 from hes_sim.runner.run import RunOptions, run_scenario
@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--meter", required=True, help="meter id, e.g. SP0000001")
     gateway.add_argument("--port", type=int, default=4059, help="TCP port on 127.0.0.1")
-    gateway.add_argument("--kind", choices=[k.value for k in MeterKind], default="single_phase")
+    gateway.add_argument(
+        "--kind", choices=[k.value for k in CONSUMER_KINDS], default="single_phase"
+    )
     gateway.add_argument("--seed", type=int, default=1, help="fleet seed of the meter's load")
     gateway.add_argument("--history", default="1d", help="block-load history to start with")
 

@@ -4,12 +4,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
+from gurux_dlms.enums import DataType
 from gurux_dlms.GXDLMSException import GXDLMSException
 from gurux_dlms.GXDLMSExceptionResponse import GXDLMSExceptionResponse
 from gurux_dlms.objects import (
     GXDLMSClock,
     GXDLMSData,
     GXDLMSDisconnectControl,
+    GXDLMSLimiter,
     GXDLMSProfileGeneric,
     GXDLMSPushSetup,
     GXDLMSRegister,
@@ -225,3 +227,22 @@ def test_name_plate_is_public():
     public.read(plate, 3)
     public.read(plate, 2)
     assert plate.buffer[0][0] == "SP0000042"
+
+
+def test_load_limit_set_and_clock_shift_write_transaction_events():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    limiter = GXDLMSLimiter("0.0.17.0.0.255")
+    limiter.thresholdActive = 3000
+    limiter.setDataType(3, DataType.UINT32)
+    assert hes.request(hes.client.write(limiter, 3)).error == 0
+    assert rig.meter.load_limit_w == 3000
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    reply = hes.request(hes.client.method(clock, 6, 120, DataType.INT16))
+    assert reply.error == 0
+    assert rig.meter.clock_offset_s == pytest.approx(120)
+    reply = hes.request(hes.client.method(clock, 6, 5000, DataType.INT16))
+    assert reply.error == 12  # type-unmatched: beyond the ±900 s a shift may move
+    codes = [event.code for event in rig.meter.events.entries(EventLog.TRANSACTION)]
+    assert codes == [158]
