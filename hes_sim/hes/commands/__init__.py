@@ -1,0 +1,1 @@
+"""Commands to meters: their lifecycle (pure), storage and dispatch."""
