@@ -34,7 +34,7 @@ from hes_sim.clock import ManualClock, SimClock
 from hes_sim.events import EventBus, ReadStored
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import SqliteReadStore
+from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.cosem.objects import object_model
@@ -211,7 +211,7 @@ async def publish_all(broker: PrivateMosquitto, frames: list[tuple[str, bytes]])
 
 async def bench_head_end(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
     with tempfile.TemporaryDirectory() as directory:
-        async with SqliteReadStore(Path(directory) / "reads.sqlite") as store:
+        async with SqliteStore(Path(directory) / "reads.sqlite") as store:
             clock = ManualClock(START + 86_400 * 30)
             async with HeadEnd(
                 broker.address, store, clock, EventBus(), client_id="bench-hes"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
 from hes_sim.errors import StoreError
+from hes_sim.hes.commands.store import COMMAND_SCHEMA
 from hes_sim.hes.records import EventRecord, ReadRecord
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ ON CONFLICT (meter_id, at, code) DO NOTHING
 """
 
 
-class SqliteReadStore:
+class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -106,6 +107,7 @@ class SqliteReadStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        db.executescript(COMMAND_SCHEMA)
         self._db = db
 
     def _close(self) -> None:
@@ -115,6 +117,13 @@ class SqliteReadStore:
 
     async def _run(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def run_sql(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the store's connection, on its thread (for repositories)."""
+        try:
+            return await self._run(lambda: work(self._conn()))
+        except sqlite3.Error as exc:
+            raise StoreError(f"store query failed: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

@@ -21,7 +21,7 @@ from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import ReadStore, SqliteReadStore
+from hes_sim.hes.store import ReadStore, SqliteStore
 from hes_sim.hes.tally import IngestTally
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet, build_meters
@@ -134,7 +134,7 @@ class ScenarioRun:
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
-        async with _broker(self.options) as broker, SqliteReadStore(self._db_path()) as store:
+        async with _broker(self.options) as broker, SqliteStore(self._db_path()) as store:
             async with HeadEnd(
                 broker,
                 store,

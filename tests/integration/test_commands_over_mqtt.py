@@ -12,7 +12,7 @@ from hes_sim.events import DecodeFailed, EventBus, MeterEventReceived, ReadStore
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.meter_sessions import MeterSessions
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import SqliteReadStore
+from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind
@@ -47,7 +47,7 @@ async def test_disconnect_and_reconnect_a_meter_over_mqtt(
         return [e for e in events.of(ReadStored) if e.meter_id == meter_id]  # type: ignore[misc]
 
     async with (
-        SqliteReadStore(tmp_path / "reads.sqlite") as store,
+        SqliteStore(tmp_path / "reads.sqlite") as store,
         HeadEnd(mosquitto.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
         Fleet(
             meters,

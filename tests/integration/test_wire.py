@@ -27,7 +27,7 @@ from hes_sim.events import (
     ReadStored,
 )
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import SqliteReadStore
+from hes_sim.hes.store import SqliteStore
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.meter_sim.runtime import RunPlan
@@ -45,7 +45,7 @@ END = datetime(2026, 11, 28, 0, 15, tzinfo=IST).timestamp()
 @dataclass
 class RunningHeadEnd:
     hes: HeadEnd
-    store: SqliteReadStore
+    store: SqliteStore
     events: EventWaiter
 
 
@@ -54,7 +54,7 @@ async def head_end(tmp_path: Path, mosquitto: PrivateMosquitto) -> AsyncIterator
     bus = EventBus()
     events = EventWaiter(bus)
     async with (
-        SqliteReadStore(tmp_path / "reads.sqlite") as store,
+        SqliteStore(tmp_path / "reads.sqlite") as store,
         HeadEnd(mosquitto.address, store, ManualClock(END + 60), bus) as hes,
     ):
         await asyncio.wait_for(hes.subscribed.wait(), 10)

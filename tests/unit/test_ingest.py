@@ -10,7 +10,7 @@ from hes_sim.clock import ManualClock
 from hes_sim.errors import StoreError
 from hes_sim.events import DecodeFailed, Event, EventBus, ReadDuplicate, ReadStored
 from hes_sim.hes.ingest import InboundPush, Ingest
-from hes_sim.hes.store import SqliteReadStore
+from hes_sim.hes.store import SqliteStore
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.protocols import frame, push
 
@@ -24,7 +24,7 @@ def push_frame(meter: VirtualMeter, end: float) -> bytes:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    async with SqliteReadStore(tmp_path / "reads.sqlite") as opened:
+    async with SqliteStore(tmp_path / "reads.sqlite") as opened:
         yield opened
 
 
@@ -34,7 +34,7 @@ def recorder(bus: EventBus) -> list[Event]:
     return events
 
 
-async def test_stores_once_and_counts_duplicates(store: SqliteReadStore):
+async def test_stores_once_and_counts_duplicates(store: SqliteStore):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
     ingest = Ingest(store, clock, bus)
@@ -57,7 +57,7 @@ async def test_stores_once_and_counts_duplicates(store: SqliteReadStore):
 
 
 async def test_bad_pushes_are_counted_by_reason_and_the_good_one_still_stored(
-    store: SqliteReadStore,
+    store: SqliteStore,
 ):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
@@ -82,7 +82,7 @@ async def test_bad_pushes_are_counted_by_reason_and_the_good_one_still_stored(
 class FlakyStore:
     """Fails the first writes, as a locked or full disk would, then recovers."""
 
-    def __init__(self, inner: SqliteReadStore, failures: int) -> None:
+    def __init__(self, inner: SqliteStore, failures: int) -> None:
         self.inner = inner
         self.failures = failures
 
@@ -93,7 +93,7 @@ class FlakyStore:
         return await self.inner.add_reads(reads, stored_at)
 
 
-async def test_a_failing_store_is_retried_and_nothing_is_lost(store: SqliteReadStore):
+async def test_a_failing_store_is_retried_and_nothing_is_lost(store: SqliteStore):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
     flaky = FlakyStore(store, failures=2)

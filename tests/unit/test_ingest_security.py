@@ -10,7 +10,7 @@ import pytest
 from hes_sim.clock import ManualClock
 from hes_sim.events import DecodeFailed, Event, EventBus, ReadStored
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
-from hes_sim.hes.store import SqliteReadStore
+from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.protocols import frame, push
@@ -29,7 +29,7 @@ def ciphered(meter_id: str, end: float, counter: int, keyring: FleetKeyring = KE
 
 @pytest.fixture
 async def setup(tmp_path: Path):
-    async with SqliteReadStore(tmp_path / "reads.sqlite") as store:
+    async with SqliteStore(tmp_path / "reads.sqlite") as store:
         bus = EventBus()
         events: list[Event] = []
         bus.subscribe(events.append)
@@ -96,7 +96,7 @@ async def test_plain_push_is_refused_when_ciphering_is_required(setup):
 
 
 async def test_ciphered_push_without_a_keyring_is_refused(tmp_path: Path):
-    async with SqliteReadStore(tmp_path / "r.sqlite") as store:
+    async with SqliteStore(tmp_path / "r.sqlite") as store:
         bus = EventBus()
         events: list[Event] = []
         bus.subscribe(events.append)
