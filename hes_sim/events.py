@@ -85,6 +85,15 @@ class MeterEventReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandFinished:
+    command_id: str
+    meter_id: str
+    type: str
+    outcome: str  # confirmed, failed or expired
+    duration: float  # simulated seconds, created -> terminal
+
+
+@dataclass(frozen=True, slots=True)
 class HeadEndSubscribed:
     broker: str
     session: int  # 1 for the first subscription, then one more after each reconnect
@@ -103,6 +112,7 @@ Event = (
     | HeadEndSubscribed
     | MeterEventReceived
     | MeterRequestRefused
+    | CommandFinished
 )
 Handler = Callable[[Event], None]
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import structlog
+
+from hes_sim.errors import HesSimError
 from hes_sim.hes.dlms_client import (
     INVOKE_ID,
     ClientAssociation,
@@ -17,6 +20,7 @@ from hes_sim.protocols import axdr, xdlms
 from hes_sim.protocols.axdr import Data
 from hes_sim.protocols.xdlms import DataAccessResult, Reference, Selection
 
+log = structlog.get_logger(__name__)
 Exchange = Callable[[str, bytes], Awaitable[bytes]]  # meter id, request APDU -> answer APDU
 MAX_BLOCKS = 10_000
 
@@ -81,4 +85,8 @@ class MeterSessions:
         try:
             yield MeterConnection(meter_id, association, self._exchange)
         finally:
-            await self._exchange(meter_id, association.release())
+            # a courtesy: the meter ends a silent association on its own
+            try:
+                await self._exchange(meter_id, association.release())
+            except (TimeoutError, HesSimError) as exc:
+                log.info("release_unanswered", meter_id=meter_id, error=str(exc))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hes_sim.events import (
+    CommandFinished,
     DecodeFailed,
     Event,
     HeadEndSubscribed,
@@ -58,6 +59,19 @@ class HesMetrics:
             ["code"],
             registry=registry,
         )
+        self.command_duration = Histogram(
+            "hes_command_duration_seconds",
+            "Command created to its end, in simulated seconds, by type and outcome",
+            ["type", "outcome"],
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.reconnection = Histogram(
+            "hes_reconnection_seconds",
+            "Reconnect requested to relay confirmed closed, in simulated seconds",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
         self.broker_sessions = Counter(
             "hes_broker_sessions",
             "Subscriptions made to the broker (more than one means reconnects)",
@@ -77,6 +91,10 @@ class HesMetrics:
                 self.decode_errors.labels(reason=reason).inc()
             case HeadEndSubscribed():
                 self.broker_sessions.inc()
+            case CommandFinished(type=kind, outcome=outcome, duration=duration):
+                self.command_duration.labels(type=kind, outcome=outcome).observe(duration)
+                if kind == "reconnect" and outcome == "confirmed":
+                    self.reconnection.observe(duration)
             case MeterEventReceived(code=code, new=True):
                 self.meter_events.labels(code=str(code)).inc()
             case _:

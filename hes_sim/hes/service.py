@@ -104,7 +104,8 @@ class HeadEnd:
         if self._reader is not None:
             self._reader.cancel()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drained(), self._grace_s)
+            async with asyncio.timeout(self._grace_s):
+                await self.drained()
         if self._writer is not None:
             self._writer.cancel()
         await self._stack.__aexit__(exc_type, exc, tb)
@@ -188,7 +189,8 @@ class HeadEnd:
                 await client.publish(topics.topic(meter_id, Channel.DOWN), frame, qos=1)
             except aiomqtt.MqttError as exc:
                 raise BrokerError(f"request to {meter_id} not sent: {exc}") from exc
-            return await asyncio.wait_for(answer, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await answer
         finally:
             del self._waiting[meter_id]
 

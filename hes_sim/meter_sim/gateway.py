@@ -92,9 +92,8 @@ class MeterGateway:
         log.info("gateway_client_connected", meter_id=self.meter.meter_id, peer=str(peer))
         try:
             while True:
-                header = await asyncio.wait_for(
-                    reader.readexactly(wrapper.HEADER_SIZE), IDLE_TIMEOUT_S
-                )
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    header = await reader.readexactly(wrapper.HEADER_SIZE)
                 length = int.from_bytes(header[6:8], "big")
                 frame = header + await reader.readexactly(length)
                 try:

@@ -209,8 +209,10 @@ class MeterRuntime:
         delay = self._clock.wall_seconds(sim_time - self._clock.now())
         if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def _pause(self, sim_seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), sim_seconds / self._time_scale)
+            async with asyncio.timeout(sim_seconds / self._time_scale):
+                await self._stopping.wait()

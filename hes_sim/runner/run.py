@@ -82,9 +82,8 @@ async def _broker(options: RunOptions) -> AsyncIterator[BrokerAddress]:
 async def probe(broker: BrokerAddress) -> None:
     """Fail at once, with a clear message, when nothing listens at ``broker``."""
     try:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(broker.host, broker.port), BROKER_PROBE_TIMEOUT_S
-        )
+        async with asyncio.timeout(BROKER_PROBE_TIMEOUT_S):
+            _reader, writer = await asyncio.open_connection(broker.host, broker.port)
     except (OSError, TimeoutError) as exc:
         raise BrokerError(f"cannot reach the broker at {broker}: {exc or 'timed out'}") from exc
     writer.close()
@@ -179,7 +178,8 @@ class ScenarioRun:
 
     async def _wait_subscribed(self, hes: HeadEnd, broker: BrokerAddress) -> None:
         try:
-            await asyncio.wait_for(hes.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                await hes.subscribed.wait()
         except TimeoutError:
             raise BrokerError(f"the head-end could not subscribe at {broker}") from None
         if self.options.progress:
@@ -190,7 +190,8 @@ class ScenarioRun:
         scenario, clock = self.scenario, self.clock
         connect_budget = max(CONNECT_WALL_S_MIN, CONNECT_WALL_S_PER_METER * len(self.meters))
         try:
-            await asyncio.wait_for(fleet.wait_connected(), connect_budget)
+            async with asyncio.timeout(connect_budget):
+                await fleet.wait_connected()
         except TimeoutError:
             log.warning(
                 "fleet_not_all_connected",
@@ -204,15 +205,13 @@ class ScenarioRun:
         fleet.start(RunPlan(self.schedule))
         last_push = scenario.duration + scenario.push.randomisation_start_interval
         try:
-            await asyncio.wait_for(
-                fleet.wait_finished(), clock.wall_seconds(last_push + scenario.drain_timeout)
-            )
+            async with asyncio.timeout(clock.wall_seconds(last_push + scenario.drain_timeout)):
+                await fleet.wait_finished()
         except TimeoutError:
             log.warning("fleet_not_finished", finished=fleet.finished, meters=len(self.meters))
         try:
-            await asyncio.wait_for(
-                self.run_tally.head_end_caught_up(), clock.wall_seconds(scenario.drain_timeout)
-            )
+            async with asyncio.timeout(clock.wall_seconds(scenario.drain_timeout)):
+                await self.run_tally.head_end_caught_up()
         except TimeoutError:
             log.warning(
                 "head_end_behind",
