@@ -59,9 +59,6 @@ class SimClock:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def sleep(self, sim_seconds: float) -> None:
-        await asyncio.sleep(max(0.0, sim_seconds / self.time_scale))
-
 
 class ManualClock:
     """A clock the test moves by hand."""

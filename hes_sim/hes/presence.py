@@ -34,7 +34,3 @@ class MeterPresence:
 
     def get(self, meter_id: str) -> Presence | None:
         return self._meters.get(meter_id)
-
-    @property
-    def known(self) -> int:
-        return len(self._meters)

@@ -112,10 +112,6 @@ def array(*items: Data) -> Data:
     return Data(Tag.ARRAY, items)
 
 
-def number(tag: Tag, value: int) -> Data:
-    return Data(tag, value)
-
-
 def encode_length(size: int) -> bytes:
     if size < 0x80:
         return bytes([size])

@@ -51,12 +51,6 @@ def enum(value: int) -> Data:
     return Data(Tag.ENUM, value)
 
 
-def date_time(at: float, ctx: Context) -> Data:
-    return axdr.octets(
-        axdr_datetime(datetime.fromtimestamp(at + ctx.meter.clock_offset_s, tz=ctx.meter.tz))
-    )
-
-
 def axdr_datetime(value: datetime) -> bytes:
     return cosem_datetime.encode(value)
 
