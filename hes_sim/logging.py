@@ -30,3 +30,6 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
     )
     # libraries that log through the standard library (paho, asyncio) at the same level
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    # aiomqtt warns whenever a client has more than ten publishes awaiting their
+    # acknowledgement, which a meter answering and pushing at once does by design
+    logging.getLogger("mqtt").setLevel(max(numeric, logging.ERROR))

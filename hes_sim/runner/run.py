@@ -19,7 +19,9 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
+from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.meter_sessions import Exchange, MeterSessions
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import ReadStore, SqliteStore
 from hes_sim.hes.tally import IngestTally
@@ -29,6 +31,7 @@ from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
 from hes_sim.runner.broker import PrivateMosquitto
+from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
 from hes_sim.runner.lag import LoopLagMonitor
 from hes_sim.runner.progress import ProgressLine
 from hes_sim.runner.tally import RunTally
@@ -42,6 +45,8 @@ CONNECT_WALL_S_PER_METER = 0.005
 CONNECT_WALL_S_MIN = 30.0
 SUBSCRIBE_TIMEOUT_S = 15.0
 BROKER_PROBE_TIMEOUT_S = 5.0
+ANSWER_TIMEOUT_SIM_S = 120.0  # how long the head-end waits for a meter's answer
+ANSWER_TIMEOUT_WALL_MIN_S = 2.0  # but never less than this on the wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,9 @@ class ScenarioRun:
         grid = None if scenario.grid is None else scenario.grid.spec()
         self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz, grid)
         self.reads_expected = self.schedule.count * len(self.meters)
+        self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
+        self.command_tally = CommandTally()
+        self.bus.subscribe(self.command_tally)
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)
         self.keyring = FleetKeyring(secret)
@@ -144,6 +152,10 @@ class ScenarioRun:
                 policy=self.policy,
             ) as hes:
                 await self._wait_subscribed(hes, broker)
+                sessions = MeterSessions(self._exchange_through(hes), self.keyring)
+                dispatcher = CommandDispatcher(
+                    store, sessions, hes.presence, self.clock, self.bus, seed=self.scenario.seed
+                )
                 fleet = Fleet(
                     self.meters,
                     aiomqtt_link_factory(broker),
@@ -155,8 +167,18 @@ class ScenarioRun:
                     keyring=self.keyring,
                     cipher_pushes=self.cipher_pushes,
                 )
-                async with asyncio.TaskGroup() as helpers, fleet:
+                async with dispatcher, asyncio.TaskGroup() as helpers, fleet:
                     watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
+                    if self.scenario.commands:
+                        commands = issue_commands(
+                            self.scenario.commands,
+                            self.command_targets,
+                            start=self.schedule.sim_start,
+                            clock=self.clock,
+                            dispatcher=dispatcher,
+                            tally=self.command_tally,
+                        )
+                        watchers.append(helpers.create_task(commands, name="run:commands"))
                     if self.options.progress:
                         progress = ProgressLine(lambda: self._progress_text(fleet, hes))
                         watchers.append(helpers.create_task(progress.run(), name="run:progress"))
@@ -175,6 +197,15 @@ class ScenarioRun:
         )
         report.write(self.options.report_dir)
         return report
+
+    def _exchange_through(self, hes: HeadEnd) -> Exchange:
+        """Requests to meters through the head-end, answers awaited a bounded time."""
+        timeout = max(ANSWER_TIMEOUT_WALL_MIN_S, self.clock.wall_seconds(ANSWER_TIMEOUT_SIM_S))
+
+        async def exchange(meter_id: str, apdu: bytes) -> bytes:
+            return await hes.exchange(meter_id, apdu, timeout)
+
+        return exchange
 
     async def _wait_subscribed(self, hes: HeadEnd, broker: BrokerAddress) -> None:
         try:
@@ -218,6 +249,14 @@ class ScenarioRun:
                 sent=self.run_tally.pushes_sent,
                 processed=self.run_tally.pushes_processed,
             )
+        if self.command_tally.submitted:
+            longest = max(event.deadline for event in scenario.commands)
+            try:
+                async with asyncio.timeout(clock.wall_seconds(longest)):
+                    await self.command_tally.all_finished()
+            except TimeoutError:
+                log.warning("commands_unfinished", submitted=self.command_tally.submitted,
+                            finished=self.command_tally.finished)  # fmt: skip
         await hes.drained()
 
     def _progress_text(self, fleet: Fleet, hes: HeadEnd) -> str:
@@ -253,6 +292,11 @@ class ScenarioRun:
             decode_errors=sum(self.ingest_tally.decode_errors.values()),
             decode_errors_by_reason=dict(self.ingest_tally.decode_errors),
             meter_requests_refused=self.run_tally.requests_refused,
+            commands_submitted=self.command_tally.submitted,
+            commands_confirmed=self.command_tally.outcomes.get("confirmed", 0),
+            commands_failed=self.command_tally.outcomes.get("failed", 0),
+            commands_expired=self.command_tally.outcomes.get("expired", 0),
+            reconnection_seconds=Percentiles.of(self.command_tally.reconnections),
             read_completeness=round(reads_stored / expected, 6) if expected else 1.0,
             delivery_delay_seconds=Percentiles.of(delays),
             loop_lag_seconds=Percentiles.of(self.lag.samples),

@@ -58,6 +58,11 @@ class Figure(StrEnum):
     DECODE_ERRORS = "decode_errors"
     READS_DUPLICATE = "reads_duplicate"
     LOOP_LAG_MAX = "loop_lag_max"
+    RECONNECTION_P50 = "reconnection_p50"
+    RECONNECTION_P95 = "reconnection_p95"
+    RECONNECTION_MAX = "reconnection_max"
+    COMMANDS_FAILED = "commands_failed"
+    COMMANDS_EXPIRED = "commands_expired"
 
 
 class SlaCheck(Strict):
@@ -137,6 +142,25 @@ class SecuritySpec(Strict):
     pushes: Literal["ciphered", "plain"] = "ciphered"
 
 
+class CommandEvent(Strict):
+    """Commands the head-end issues at a simulated time, to a share of the consumer meters
+    (a seeded choice), to listed meters, or to the meters of an earlier event."""
+
+    at: SimSeconds = Field(description="simulated seconds after the start")
+    action: Literal["disconnect", "reconnect", "time_sync"]
+    share: float | None = Field(default=None, gt=0, le=1)
+    meters: list[str] | None = None
+    same_as: int | None = Field(default=None, ge=0, description="index of an earlier event")
+    deadline: SimSeconds = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> CommandEvent:
+        chosen = [s for s in (self.share, self.meters, self.same_as) if s is not None]
+        if len(chosen) != 1:
+            raise ValueError("choose the meters with exactly one of share, meters or same_as")
+        return self
+
+
 class Scenario(Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -152,6 +176,7 @@ class Scenario(Strict):
     drain_timeout: SimSeconds = Field(
         default=600.0, description="how long after the end to wait for late reads"
     )
+    commands: list[CommandEvent] = []
     slas: list[SlaCheck] = []
 
     @property
@@ -163,6 +188,11 @@ class Scenario(Strict):
     def _aware_start(self) -> Scenario:
         if self.start.utcoffset() is None:
             raise ValueError("start needs a UTC offset, e.g. 2026-11-28T00:00:00+05:30")
+        for index, event in enumerate(self.commands):
+            if event.same_as is not None and event.same_as >= index:
+                raise ValueError(f"commands.{index}.same_as must name an earlier event")
+            if event.at > self.duration:
+                raise ValueError(f"commands.{index}.at is after the end of the run")
         return self
 
 

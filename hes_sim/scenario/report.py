@@ -69,6 +69,11 @@ class Report(BaseModel):
     read_completeness: float
     delivery_delay_seconds: Percentiles
     loop_lag_seconds: Percentiles
+    commands_submitted: int
+    commands_confirmed: int
+    commands_failed: int
+    commands_expired: int
+    reconnection_seconds: Percentiles  # reconnect submitted -> relay confirmed closed
     slas: list[SlaResult]
     passed: bool
 
@@ -83,6 +88,11 @@ class Report(BaseModel):
             Figure.DECODE_ERRORS: float(self.decode_errors),
             Figure.READS_DUPLICATE: float(self.reads_duplicate),
             Figure.LOOP_LAG_MAX: lag.max,
+            Figure.RECONNECTION_P50: self.reconnection_seconds.p50,
+            Figure.RECONNECTION_P95: self.reconnection_seconds.p95,
+            Figure.RECONNECTION_MAX: self.reconnection_seconds.max,
+            Figure.COMMANDS_FAILED: float(self.commands_failed),
+            Figure.COMMANDS_EXPIRED: float(self.commands_expired),
         }
         return figures[figure]
 
@@ -126,6 +136,13 @@ class Report(BaseModel):
                 f"event-loop lag max {self.loop_lag_seconds.max} sim s"
             ),
         ]
+        if self.commands_submitted:
+            r = self.reconnection_seconds
+            lines.append(
+                f"commands: {self.commands_submitted} submitted, {self.commands_confirmed} "
+                f"confirmed, {self.commands_failed} failed, {self.commands_expired} expired; "
+                f"reconnection (sim s): p50 {r.p50} p95 {r.p95} max {r.max}"
+            )
         for sla in self.slas:
             mark = "PASS" if sla.passed else "FAIL"
             lines.append(

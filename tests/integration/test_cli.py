@@ -149,3 +149,10 @@ def test_keys_never_appear_in_logs_or_reports(tmp_path: Path):
     for text in (result.stdout, result.stderr, report):
         for needle in (secret, keys.block_cipher_key.hex(), keys.authentication_key.hex()):
             assert needle not in text
+
+
+def test_commands_to_meters_outside_the_fleet_exit_2(tmp_path: Path):
+    body = SMALL + "commands:\n  - {at: 10m, action: disconnect, meters: [SP0009999]}\n"
+    result = hes_sim("run", write_scenario(tmp_path, body), "--report-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert "commands.0.meters" in result.stderr

@@ -74,3 +74,34 @@ async def test_every_read_stored_once_and_metrics_agree_with_the_store(
     written = json.loads((tmp_path / "report" / "report.json").read_text())
     assert written["reads_stored"] == 900
     assert written["passed"] is True
+
+
+WAVE = """
+name: wave
+seed: 3
+time_scale: 600
+start: 2026-11-28T09:00:00+05:30
+duration: 1h
+fleet: {single_phase: 50, three_phase: 10}
+push: {randomisation_start_interval: 30}
+commands:
+  - {at: 10m, action: disconnect, share: 0.2, deadline: 20m}
+  - {at: 35m, action: reconnect, same_as: 0, deadline: 20m}
+slas:
+  - {name: lights back, figure: reconnection_p95, op: "<=", target: 600}
+  - {name: none failed, figure: commands_failed, op: "==", target: 0}
+"""
+
+
+async def test_a_disconnect_reconnect_wave_is_measured(tmp_path: Path, mosquitto: PrivateMosquitto):
+    scenario = load_scenario(write_scenario(tmp_path, WAVE))
+    report = await run_scenario(
+        scenario, RunOptions(report_dir=tmp_path / "r", broker=mosquitto.address, progress=False)
+    )
+    assert report.commands_submitted == 24  # 20% of 60, twice
+    assert report.commands_confirmed == 24
+    assert report.commands_failed == report.commands_expired == 0
+    assert report.reconnection_seconds.p50 is not None
+    assert 0 < report.reconnection_seconds.p50 <= report.reconnection_seconds.max  # type: ignore[operator]
+    assert report.read_completeness == 1.0
+    assert report.passed

@@ -34,6 +34,11 @@ def make_report(**changes) -> Report:
         "read_completeness": 1.0,
         "delivery_delay_seconds": Percentiles(p50=5, p95=10, p99=20, max=30),
         "loop_lag_seconds": Percentiles(p50=0, p95=0, p99=0, max=1),
+        "commands_submitted": 0,
+        "commands_confirmed": 0,
+        "commands_failed": 0,
+        "commands_expired": 0,
+        "reconnection_seconds": Percentiles(p50=None, p95=None, p99=None, max=None),
         "slas": [],
         "passed": False,
     }

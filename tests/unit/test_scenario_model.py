@@ -73,3 +73,18 @@ def test_not_yaml_and_missing_files(tmp_path: Path):
 def test_sla_check(op: str, measured: float | None, holds: bool):
     check = SlaCheck(name="x", figure=Figure.DECODE_ERRORS, op=op, target=1.0 if op != "<=" else 5)  # type: ignore[arg-type]
     assert check.holds(measured) is holds
+
+
+@pytest.mark.parametrize(
+    ("commands", "message"),
+    [
+        ("[{at: 10m, action: disconnect}]", "exactly one of share"),
+        ("[{at: 10m, action: disconnect, share: 0.1, meters: [SP0000001]}]", "exactly one"),
+        ("[{at: 10m, action: reconnect, same_as: 0}]", "commands.0.same_as"),
+        ("[{at: 2h, action: disconnect, share: 0.1}]", "commands.0.at"),
+        ("[{at: 10m, action: explode, share: 0.1}]", "commands.0.action"),
+    ],
+)
+def test_invalid_command_events_are_refused(tmp_path: Path, commands: str, message: str):
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(write(tmp_path, VALID + f"commands: {commands}\n"))

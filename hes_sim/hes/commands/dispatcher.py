@@ -171,6 +171,8 @@ class CommandDispatcher:
             now = self._clock.now()
             next_due = now + IDLE_WAKE_S
             for command in list(self._open.values()):
+                if command.done:
+                    continue  # finishing in its own task
                 if command.expire_if_due(now):
                     await self._finish(command)
                     continue
@@ -192,11 +194,15 @@ class CommandDispatcher:
         try:
             async with self._slots:
                 await self._execute(command)
+            if command.done:
+                await self._finish(command)
+        except Exception:
+            # a bug in one command must not stop the others; it stays in the store as it was
+            log.exception("command_crashed", command_id=command.command_id)
+            self._open.pop(command.command_id, None)
         finally:
             self._busy_meters.discard(command.meter_id)
             self._running.discard(command.command_id)
-            if command.done:
-                await self._finish(command)
             self._wake.set()
 
     async def _execute(self, command: Command) -> None:
@@ -246,8 +252,8 @@ class CommandDispatcher:
         await self._store.run_sql(partial(rows.save, command=command))
 
     async def _finish(self, command: Command) -> None:
-        await self._save(command)
         self._open.pop(command.command_id, None)
+        await self._save(command)
         end = command.history[-1].at
         self._bus.emit(
             CommandFinished(command.command_id, command.meter_id, command.type.value,
