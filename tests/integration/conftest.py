@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hes_sim.clock import SimClock
 from hes_sim.events import Event, EventBus
+from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.meter_sessions import MeterSessions
+from hes_sim.hes.service import HeadEnd
+from hes_sim.hes.store import SqliteStore
+from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.fleet import Fleet, build_meters
+from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.meter_sim.transport import aiomqtt_link_factory
 from hes_sim.runner.broker import PrivateMosquitto
 
 
@@ -62,3 +76,50 @@ def write_scenario(directory: Path, body: str) -> Path:
     path = directory / "scenario.yaml"
     path.write_text(body)
     return path
+
+
+@dataclass
+class LiveFleet:
+    """A head-end and a small ciphered fleet on a real mosquitto, the clock running."""
+
+    hes: HeadEnd
+    fleet: Fleet
+    store: SqliteStore
+    clock: SimClock
+    bus: EventBus
+    events: EventWaiter
+    sessions: MeterSessions
+
+
+@contextlib.asynccontextmanager
+async def live_fleet(
+    directory: Path, broker: PrivateMosquitto, start: float, *, time_scale: float, hours: float
+) -> AsyncIterator[LiveFleet]:
+    keyring = FleetKeyring(b"integration test fleet secret")
+    bus = EventBus()
+    events = EventWaiter(bus)
+    clock = SimClock(start, time_scale=time_scale)
+    tz = timezone(timedelta(hours=5, minutes=30))
+    meters = build_meters({MeterKind.SINGLE_PHASE: 3}, 5, tz)
+    async with (
+        SqliteStore(directory / "hes.sqlite") as store,
+        HeadEnd(broker.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
+        Fleet(
+            meters,
+            aiomqtt_link_factory(broker.address),
+            bus,
+            seed=5,
+            time_scale=time_scale,
+            push_randomisation_s=30,
+            clock=clock,
+            keyring=keyring,
+        ) as fleet,
+    ):
+        async with asyncio.timeout(20):
+            await hes.subscribed.wait()
+            await fleet.wait_connected()
+        await events.until(lambda _: hes.presence.online == len(meters))
+        clock.start()
+        fleet.start(RunPlan(IntervalSchedule(start, start + hours * 3600, 900)))
+        sessions = MeterSessions(lambda meter, apdu: hes.exchange(meter, apdu, 10.0), keyring)
+        yield LiveFleet(hes, fleet, store, clock, bus, events, sessions)

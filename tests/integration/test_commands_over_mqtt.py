@@ -3,27 +3,15 @@ reads it, and switches its relay; the meter's pushes show the consumer off suppl
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hes_sim.clock import SimClock
-from hes_sim.events import DecodeFailed, EventBus, MeterEventReceived, ReadStored
-from hes_sim.hes.ingest import PushPolicy
-from hes_sim.hes.meter_sessions import MeterSessions
-from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import SqliteStore
-from hes_sim.keyring import FleetKeyring
-from hes_sim.meter_sim.fleet import Fleet, build_meters
-from hes_sim.meter_sim.meter import MeterKind
-from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.meter_sim.schedule import IntervalSchedule
-from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.events import DecodeFailed, MeterEventReceived, ReadStored
 from hes_sim.protocols import axdr, cosem_datetime
 from hes_sim.protocols.axdr import Data, Tag
 from hes_sim.protocols.xdlms import DataAccessResult, Reference, Selection
 from hes_sim.runner.broker import PrivateMosquitto
-from tests.integration.conftest import EventWaiter
+from tests.integration.conftest import live_fleet
 
 IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2026, 11, 28, 18, tzinfo=IST).timestamp()
@@ -36,37 +24,14 @@ TARGET = "SP0000002"
 async def test_disconnect_and_reconnect_a_meter_over_mqtt(
     tmp_path: Path, mosquitto: PrivateMosquitto
 ):
-    keyring = FleetKeyring(b"commands over mqtt test secret")
-    bus = EventBus()
-    events = EventWaiter(bus)
-    clock = SimClock(START, time_scale=600)  # 1.5 wall seconds per 15-minute interval
-    schedule = IntervalSchedule(START, START + 12 * 900, 900)
-    meters = build_meters({MeterKind.SINGLE_PHASE: 3}, 5, IST)
+    async with live_fleet(tmp_path, mosquitto, START, time_scale=600, hours=3) as live:
+        clock, events, store, sessions = live.clock, live.events, live.store, live.sessions
 
-    def stored(meter_id: str) -> list[ReadStored]:
-        return [e for e in events.of(ReadStored) if e.meter_id == meter_id]  # type: ignore[misc]
+        def stored(meter_id: str) -> list[ReadStored]:
+            return [e for e in events.of(ReadStored) if e.meter_id == meter_id]  # type: ignore[misc]
 
-    async with (
-        SqliteStore(tmp_path / "reads.sqlite") as store,
-        HeadEnd(mosquitto.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
-        Fleet(
-            meters,
-            aiomqtt_link_factory(mosquitto.address),
-            bus,
-            seed=5,
-            time_scale=600,
-            push_randomisation_s=30,
-            clock=clock,
-            keyring=keyring,
-        ) as fleet,
-    ):
-        await asyncio.wait_for(hes.subscribed.wait(), 10)
-        await asyncio.wait_for(fleet.wait_connected(), 20)
-        clock.start()
-        fleet.start(RunPlan(schedule))
         await events.until(lambda _: len(stored(TARGET)) >= 2, 30)
 
-        sessions = MeterSessions(lambda meter, apdu: hes.exchange(meter, apdu, 10.0), keyring)
         async with sessions.associate(TARGET) as meter:
             now = cosem_datetime.decode((await meter.get(Reference(8, CLOCK, 2))).bytes_value)
             assert abs(now.timestamp() - clock.now()) < 600

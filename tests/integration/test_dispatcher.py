@@ -10,23 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from hes_sim.clock import SimClock
-from hes_sim.events import CommandFinished, EventBus, MeterEventReceived
+from hes_sim.events import CommandFinished, MeterEventReceived
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import CommandState, CommandType
-from hes_sim.hes.ingest import PushPolicy
-from hes_sim.hes.meter_sessions import MeterSessions
-from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import SqliteStore
-from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.event_logs import EventLog
-from hes_sim.meter_sim.fleet import Fleet, build_meters
-from hes_sim.meter_sim.meter import MeterKind
-from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.meter_sim.schedule import IntervalSchedule
-from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.runner.broker import PrivateMosquitto
-from tests.integration.conftest import EventWaiter
+from tests.integration.conftest import EventWaiter, live_fleet
 
 IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2026, 11, 28, 18, tzinfo=IST).timestamp()
@@ -43,31 +34,9 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path, mosquitto: PrivateMosquitto) -> AsyncIterator[Rig]:
-    keyring = FleetKeyring(b"dispatcher test fleet secret")
-    bus = EventBus()
-    events = EventWaiter(bus)
-    clock = SimClock(START, time_scale=60)
-    meters = build_meters({MeterKind.SINGLE_PHASE: 3}, 5, IST)
-    async with (
-        SqliteStore(tmp_path / "hes.sqlite") as store,
-        HeadEnd(mosquitto.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
-        Fleet(
-            meters,
-            aiomqtt_link_factory(mosquitto.address),
-            bus,
-            seed=5,
-            time_scale=60,
-            push_randomisation_s=30,
-            clock=clock,
-            keyring=keyring,
-        ) as fleet,
-    ):
-        await asyncio.wait_for(hes.subscribed.wait(), 10)
-        await asyncio.wait_for(fleet.wait_connected(), 20)
-        await events.until(lambda _: hes.presence.online == 3)
-        clock.start()
-        fleet.start(RunPlan(IntervalSchedule(START, START + 4 * 3600, 900)))
-        sessions = MeterSessions(lambda meter, apdu: hes.exchange(meter, apdu, 5.0), keyring)
+    async with live_fleet(tmp_path, mosquitto, START, time_scale=60, hours=4) as live:
+        store, clock, bus, sessions = live.store, live.clock, live.bus, live.sessions
+        fleet, events, hes = live.fleet, live.events, live.hes
 
         def restart() -> CommandDispatcher:
             return CommandDispatcher(store, sessions, hes.presence, clock, bus)
