@@ -1,0 +1,26 @@
+"""The shipped regression scenarios, end to end through the CLI (`make test-slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_reconnect_wave_scenario_passes(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hes_sim.cli", "run", str(ROOT / "config/scenarios/reconnect.yaml"),
+         "--report-dir", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=280, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["commands_confirmed"] == report["commands_submitted"] > 0
+    assert report["read_completeness"] == 1.0
