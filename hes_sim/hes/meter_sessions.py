@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import structlog
 
@@ -66,14 +67,30 @@ class MeterConnection:
         return response
 
 
+class CounterReservation(Protocol):
+    """Where the head-end's counter lives between restarts (see counter_store)."""
+
+    counter: ClientCounter
+
+    async def reserve(self) -> None: ...
+
+
 class MeterSessions:
-    def __init__(self, exchange: Exchange, keyring: FleetKeyring) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        keyring: FleetKeyring,
+        counter: CounterReservation | None = None,
+    ) -> None:
         self._exchange = exchange
         self._keyring = keyring
-        self.counter = ClientCounter()  # persisted with commands, so restarts keep it rising
+        self._reservation = counter
+        self.counter = counter.counter if counter is not None else ClientCounter()
 
     @asynccontextmanager
     async def associate(self, meter_id: str) -> AsyncIterator[MeterConnection]:
+        if self._reservation is not None:
+            await self._reservation.reserve()
         association = ClientAssociation(
             HES_SYSTEM_TITLE,
             self._keyring.system_title_for(meter_id),

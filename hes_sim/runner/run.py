@@ -20,6 +20,7 @@ from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
+from hes_sim.hes.counter_store import PersistentCounter
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.meter_sessions import Exchange, MeterSessions
 from hes_sim.hes.service import HeadEnd
@@ -152,7 +153,9 @@ class ScenarioRun:
                 policy=self.policy,
             ) as hes:
                 await self._wait_subscribed(hes, broker)
-                sessions = MeterSessions(self._exchange_through(hes), self.keyring)
+                counter = PersistentCounter(store)
+                await counter.load()
+                sessions = MeterSessions(self._exchange_through(hes), self.keyring, counter)
                 dispatcher = CommandDispatcher(
                     store, sessions, hes.presence, self.clock, self.bus, seed=self.scenario.seed
                 )
