@@ -9,6 +9,7 @@ starts from the last reserved end, skipping at most one block, never reusing a v
 from __future__ import annotations
 
 import sqlite3
+import time
 from functools import partial
 
 from hes_sim.hes.dlms_client import ClientCounter
@@ -31,12 +32,11 @@ def _read(db: sqlite3.Connection, name: str) -> int:
 
 
 def _write(db: sqlite3.Connection, name: str, value: int) -> None:
-    with db:
-        db.execute(
-            "INSERT INTO hes_counters (name, value) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
+    db.execute(
+        "INSERT INTO hes_counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
 
 
 class PersistentCounter:
@@ -49,13 +49,17 @@ class PersistentCounter:
         self._reserved = 0
 
     async def load(self) -> None:
-        self._reserved = await self._store.run_sql(partial(_read, name=self._name))
-        self.counter.value = self._reserved
+        stored = await self._store.run_sql(partial(_read, name=self._name))
+        # never below the wall clock's seconds: a store lost between runs (the default run
+        # store is fresh) still cannot make the counter go back (32 bits last until 2106)
+        self.counter.value = max(stored, int(time.time()))
+        self._reserved = self.counter.value
         await self.reserve()
 
     async def reserve(self) -> None:
         """Reserve the next block when the counter is near the end of the reserved one."""
         if self.counter.value + HEADROOM < self._reserved:
             return
-        self._reserved = self.counter.value + BLOCK
-        await self._store.run_sql(partial(_write, name=self._name, value=self._reserved))
+        reserved = self.counter.value + BLOCK
+        await self._store.run_sql(partial(_write, name=self._name, value=reserved))
+        self._reserved = self.counter.limit = reserved

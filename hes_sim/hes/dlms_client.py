@@ -35,13 +35,21 @@ class MeterServiceError(HesSimError):
     """The meter answered with an exception-response or an APDU that does not verify."""
 
 
+class CounterExhaustedError(HesSimError):
+    """The counter reached the end of what was reserved for it in the store."""
+
+
 @dataclass(slots=True)
 class ClientCounter:
-    """The head-end's invocation counter (one per client system title); it only goes up."""
+    """The head-end's invocation counter (one per client system title); it only goes up,
+    and never past ``limit`` (the end reserved in the store), so a crash cannot reuse it."""
 
     value: int = 0
+    limit: int | None = None
 
     def next(self) -> int:
+        if self.limit is not None and self.value >= self.limit:
+            raise CounterExhaustedError(f"invocation counter reached its reserve {self.limit}")
         self.value += 1
         return self.value
 

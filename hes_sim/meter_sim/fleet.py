@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
 from datetime import timezone
 from types import TracebackType
@@ -58,8 +59,12 @@ class Fleet:
         self._grace_s = shutdown_grace_s
         slots = asyncio.Semaphore(connect_concurrency)
         self.runtimes: list[MeterRuntime] = []
+        counter_floor = int(time.time())
         for meter in meters:
             meter.push.randomisation_start_interval = round(push_randomisation_s)
+            # suite-0 counters start at the wall clock's seconds, so a meter of a later run
+            # with the same fleet secret does not reuse an (IV, key) pair of an earlier one
+            meter.invocation_counter = max(meter.invocation_counter, counter_floor)
             rng = random.Random(meter_seed(seed, meter.meter_id) ^ 0x5EED)
             self.runtimes.append(
                 MeterRuntime(

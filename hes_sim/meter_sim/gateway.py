@@ -94,8 +94,8 @@ class MeterGateway:
             while True:
                 async with asyncio.timeout(IDLE_TIMEOUT_S):
                     header = await reader.readexactly(wrapper.HEADER_SIZE)
-                length = int.from_bytes(header[6:8], "big")
-                frame = header + await reader.readexactly(length)
+                    length = int.from_bytes(header[6:8], "big")
+                    frame = header + await reader.readexactly(length)
                 try:
                     wrapped, apdu = wrapper.unwrap(frame)
                 except CodecError as exc:

@@ -37,6 +37,7 @@ from hes_sim.protocols.push import DataNotification, EventEntry
 
 log = structlog.get_logger(__name__)
 
+MAX_SESSIONS = 4  # client SAPs a meter serves at once (public, reader, management, …)
 OUTBOX_LIMIT = 96  # one day of 15-minute pushes; older frames stay only in the profile
 
 
@@ -74,7 +75,8 @@ class MeterRuntime:
         self._clock = clock
         self._identity = identity
         self._cipher_pushes = cipher_pushes and identity is not None
-        self._session: DlmsSession | None = None
+        # one association per client wPort, as a meter keeps one per SAP; made on first use
+        self._sessions: dict[int, DlmsSession] = {}
         self._flushing = asyncio.Lock()
         self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
@@ -193,11 +195,15 @@ class MeterRuntime:
             return None
         if self._identity is None:
             return None
-        if self._session is None:  # made on the first request: idle meters hold none
-            self._session = DlmsSession(self.meter, object_model(self.meter.kind), self._identity)
-        refused = self._session.refused
-        answer = self._session.handle(apdu, self._clock.now())
-        if self._session.refused > refused:
+        session = self._sessions.get(header.source_wport)
+        if session is None:  # idle meters hold none
+            if len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            session = DlmsSession(self.meter, object_model(self.meter.kind), self._identity)
+            self._sessions[header.source_wport] = session
+        refused = session.refused
+        answer = session.handle(apdu, self._clock.now())
+        if session.refused > refused:
             self._bus.emit(MeterRequestRefused(self.meter.meter_id))
             log.warning("request_refused", meter_id=self.meter.meter_id)
         if answer is None:

@@ -30,6 +30,7 @@ async def run_gateway(
     clock = SimClock(time.time(), time_scale)
     clock.start()
     meter = VirtualMeter.create(meter_id, kind, seed, IST)
+    meter.invocation_counter = int(time.time())  # a restarted gateway never reuses an IV
     identity = Identity(keyring.system_title_for(meter_id), keyring.keys_for(meter_id))
     async with MeterGateway(meter, identity, clock, port) as gateway:
         gateway.fill_history(clock.now() - history_s)

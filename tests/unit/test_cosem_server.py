@@ -23,7 +23,7 @@ from hes_sim.meter_sim.cosem.server import DlmsSession, Identity, SessionState
 from hes_sim.meter_sim.event_logs import EventLog
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.meter_sim.relay import ControlState
-from hes_sim.protocols import wrapper
+from hes_sim.protocols import wrapper, xdlms
 from tests.gurux_peer import GuruxSession, public_client, secure_client
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -43,12 +43,14 @@ class Rig:
         )
         self.session = DlmsSession(self.meter, object_model(kind), identity)
         self.sent: list[bytes] = []
+        self.answers: list[bytes] = []  # APDUs the meter sent back
 
     def transport(self, frame: bytes) -> bytes:
         self.sent.append(frame)
         header, apdu = wrapper.unwrap(frame)
         answer = self.session.handle(apdu, self.now)
         assert answer is not None
+        self.answers.append(answer)
         return wrapper.wrap(answer, header.destination_wport, header.source_wport)
 
     def hes(self, **kwargs) -> GuruxSession:
@@ -108,7 +110,7 @@ def test_large_buffer_read_goes_in_blocks():
     hes.read(profile, 2)
     assert len(profile.buffer) == 40
     assert hes.exchanges - before > 5  # one request, then GET-Request-Next per block
-    assert max(len(frame) for frame in rig.sent) <= 256
+    assert max(len(apdu) for apdu in rig.answers) <= 256  # ciphered blocks fit the client's PDU
 
 
 def test_set_push_setup_and_clock():
@@ -169,6 +171,11 @@ def test_a_replayed_request_is_refused_with_the_expected_counter():
     answer = rig.transport(replayed_disconnect)
     with pytest.raises(GXDLMSExceptionResponse):
         hes.client.getData(GXByteBuffer(bytearray(answer)), GXReplyData())
+    refusal = xdlms.decode(rig.answers[-1])
+    assert isinstance(refusal, xdlms.ExceptionResponse)
+    assert refusal.service_error is xdlms.ServiceError.INVOCATION_COUNTER_ERROR
+    last = rig.meter.client_counters[HES_TITLE]
+    assert refusal.invocation_counter == last + 1
     assert rig.meter.relay.output_state  # the replay did not disconnect
     assert rig.session.refused == 1
 
@@ -246,3 +253,24 @@ def test_load_limit_set_and_clock_shift_write_transaction_events():
     assert reply.error == 12  # type-unmatched: beyond the ±900 s a shift may move
     codes = [event.code for event in rig.meter.events.entries(EventLog.TRANSACTION)]
     assert codes == [158]
+
+
+def test_junk_or_refused_aarq_does_not_end_the_current_association():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    for junk in (b"\x60\x01\x00", b"\x60\x03\xa1\x01\x00"):
+        rig.session.handle(junk, rig.now)
+    assert rig.session.state is SessionState.ASSOCIATED
+    assert hes.read(GXDLMSDisconnectControl("0.0.96.3.10.255"), 2) is True
+
+
+def test_a_clock_years_away_is_refused():
+    rig = Rig()
+    hes = rig.hes()
+    hes.associate()
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    clock.time = GXDateTime(datetime(2099, 1, 1, tzinfo=IST))
+    assert hes.request(hes.client.write(clock, 2)).error == 250  # other-reason
+    assert rig.meter.clock_offset_s == 0
+    assert isinstance(hes.read(clock, 2), GXDateTime)

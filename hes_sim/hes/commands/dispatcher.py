@@ -31,7 +31,6 @@ from hes_sim.hes.commands.lifecycle import (
     FailureReason,
     RetryPolicy,
 )
-from hes_sim.hes.dlms_client import AssociationError, MeterServiceError
 from hes_sim.hes.meter_sessions import MeterConnection, MeterSessions
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import SqliteStore
@@ -69,7 +68,7 @@ class CommandDispatcher:
         self._presence = presence
         self._clock = clock
         self._bus = bus
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(seed)
         self._tz = tz
@@ -157,7 +156,10 @@ class CommandDispatcher:
                 raise HesSimError(f"no command {command_id}")
             return found
         done = self._finished.setdefault(command_id, asyncio.Event())
-        await done.wait()
+        try:
+            await done.wait()
+        finally:
+            self._finished.pop(command_id, None)
         return command
 
     # ---------------------------------------------------------------- scheduling
@@ -170,21 +172,29 @@ class CommandDispatcher:
         while True:
             now = self._clock.now()
             next_due = now + IDLE_WAKE_S
+            due: list[Command] = []
             for command in list(self._open.values()):
-                if command.done:
-                    continue  # finishing in its own task
+                if command.done or command.command_id in self._running:
+                    continue  # a running attempt looks at the deadline when it ends
                 if command.expire_if_due(now):
                     await self._finish(command)
                     continue
                 next_due = min(next_due, command.deadline)
-                if command.command_id in self._running or command.meter_id in self._busy_meters:
-                    continue
                 if command.next_attempt_at > now:
                     next_due = min(next_due, command.next_attempt_at)
                 elif self._online(command.meter_id):
-                    self._busy_meters.add(command.meter_id)
-                    self._running.add(command.command_id)
-                    self._start(self._run(command), f"command:{command.command_id}")
+                    due.append(command)
+            # reconnects first, then by age; start only what the free slots allow, so a
+            # reconnect submitted after many reads does not wait behind them
+            due.sort(key=lambda c: (c.priority, c.created_at))
+            for command in due:
+                if len(self._running) >= self._concurrency:
+                    break
+                if command.meter_id in self._busy_meters:
+                    continue
+                self._busy_meters.add(command.meter_id)
+                self._running.add(command.command_id)
+                self._start(self._run(command), f"command:{command.command_id}")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, self._clock.wall_seconds(next_due - now))):
@@ -192,18 +202,21 @@ class CommandDispatcher:
 
     async def _run(self, command: Command) -> None:
         try:
-            async with self._slots:
-                await self._execute(command)
-            if command.done:
-                await self._finish(command)
+            await self._execute(command)
         except Exception:
-            # a bug in one command must not stop the others; it stays in the store as it was
+            # a bug must not leave the command hanging nor stop the others
             log.exception("command_crashed", command_id=command.command_id)
-            self._open.pop(command.command_id, None)
+            if not command.done:
+                self._failed(command, FailureReason.REJECTED, "internal error, see the log")
         finally:
             self._busy_meters.discard(command.meter_id)
             self._running.discard(command.command_id)
-            self._wake.set()
+        command.expire_if_due(self._clock.now())
+        if command.done:
+            await self._finish(command)
+        else:
+            await self._save(command)
+        self._wake.set()
 
     async def _execute(self, command: Command) -> None:
         command.send(self._clock.now())
@@ -215,9 +228,9 @@ class CommandDispatcher:
             self._failed(command, FailureReason.TIMEOUT, "no answer in time")
         except BrokerError as exc:
             self._failed(command, FailureReason.LINK_DOWN, str(exc))
-        except (AssociationError, MeterServiceError) as exc:
-            self._failed(command, FailureReason.NEGATIVE_RESPONSE, str(exc))
-        await self._save(command)
+        except (HesSimError, RuntimeError) as exc:
+            # refused, undecipherable, or not the answer expected: worth another attempt
+            self._failed(command, FailureReason.BAD_ANSWER, str(exc))
 
     async def _carry_out(self, command: Command, meter: MeterConnection) -> None:
         now = self._clock.now
@@ -244,6 +257,8 @@ class CommandDispatcher:
             self._failed(command, FailureReason.NOT_CONFIRMED, f"output_state is {closed}")
 
     def _failed(self, command: Command, reason: FailureReason, detail: str) -> None:
+        if command.done:
+            return
         log.warning("command_attempt_failed", command_id=command.command_id,
                     meter_id=command.meter_id, reason=reason, detail=detail)  # fmt: skip
         command.fail(self._clock.now(), reason, self._retry, self._rng, detail)
@@ -252,7 +267,8 @@ class CommandDispatcher:
         await self._store.run_sql(partial(rows.save, command=command))
 
     async def _finish(self, command: Command) -> None:
-        self._open.pop(command.command_id, None)
+        if self._open.pop(command.command_id, None) is None:
+            return  # finished already
         await self._save(command)
         end = command.history[-1].at
         self._bus.emit(
@@ -261,4 +277,6 @@ class CommandDispatcher:
         )  # fmt: skip
         if command.state is CommandState.CONFIRMED:
             log.info("command_confirmed", command_id=command.command_id, meter_id=command.meter_id)
-        self._finished.setdefault(command.command_id, asyncio.Event()).set()
+        waiting = self._finished.get(command.command_id)
+        if waiting is not None:
+            waiting.set()

@@ -46,6 +46,7 @@ class FailureReason(StrEnum):
     LINK_DOWN = "link_down"  # the meter or the broker could not be reached
     REJECTED = "rejected"  # refused before sending (bad parameters, unknown meter)
     NOT_CONFIRMED = "not_confirmed"  # acknowledged, but the effect did not show
+    BAD_ANSWER = "bad_answer"  # refused, undecipherable, or not the answer expected
 
 
 S = CommandState
@@ -56,7 +57,7 @@ ALLOWED: dict[CommandState, frozenset[CommandState]] = {
     S.SENT: frozenset({S.ACKNOWLEDGED, S.QUEUED, S.FAILED, S.EXPIRED}),
     S.ACKNOWLEDGED: frozenset({S.CONFIRMED, S.QUEUED, S.FAILED, S.EXPIRED}),
 }
-RETRIABLE = frozenset({FailureReason.TIMEOUT, FailureReason.LINK_DOWN})
+RETRIABLE = frozenset({FailureReason.TIMEOUT, FailureReason.LINK_DOWN, FailureReason.BAD_ANSWER})
 # lower runs first: a consumer waiting for light goes ahead of everything else
 PRIORITY = {
     CommandType.RECONNECT: 0,

@@ -7,8 +7,10 @@ returns the first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from hes_sim.hes.commands.lifecycle import (
@@ -59,7 +61,7 @@ def insert(db: sqlite3.Connection, command: Command) -> Command:
     ).fetchone()
     if existing is not None:
         return _load(db, existing)
-    with db:
+    with _transaction(db):
         db.execute(
             f"INSERT INTO commands ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             _row(command),
@@ -73,7 +75,7 @@ def save(db: sqlite3.Connection, command: Command) -> None:
     stored = db.execute(
         "SELECT count(*) FROM command_transitions WHERE command_id = ?", (command.command_id,)
     ).fetchone()[0]
-    with db:
+    with _transaction(db):
         db.execute(
             "UPDATE commands SET state = ?, attempts = ?, next_attempt_at = ?, failure = ?"
             " WHERE command_id = ?",
@@ -104,6 +106,18 @@ def open_commands(db: sqlite3.Connection) -> list[Command]:
     ).fetchall()
     commands = [_load(db, row) for row in rows]
     return sorted(commands, key=lambda c: (c.priority, c.created_at))
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """All or nothing (the store's connection is in autocommit mode)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _row(command: Command) -> tuple[object, ...]:

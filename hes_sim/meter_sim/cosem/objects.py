@@ -53,12 +53,16 @@ from hes_sim.protocols.xdlms import DataAccessResult, Selection
 
 # ------------------------------------------------------------------ clock (class 8)
 
+MAX_CLOCK_STEP_S = 366 * 86_400
+
 
 def _set_clock(ctx: Context, value: Data) -> DataAccessResult:
     try:
         wanted = cosem_datetime.decode(value.bytes_value)
     except CodecError:
         return DataAccessResult.TYPE_UNMATCHED
+    if abs(wanted.timestamp() - ctx.now) > MAX_CLOCK_STEP_S:
+        return DataAccessResult.OTHER_REASON  # a meter refuses a clock years away
     ctx.meter.clock_offset_s = wanted.timestamp() - ctx.now
     ctx.meter.events.record(EventCode.REAL_TIME_CLOCK_SET, ctx.now)
     return DataAccessResult.SUCCESS

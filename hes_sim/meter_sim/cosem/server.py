@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import structlog
+
 from hes_sim.errors import CodecError
 from hes_sim.meter_sim.cosem.model import Attribute, Context, CosemObject, Level, ObjectModel
 from hes_sim.meter_sim.cosem.values import ASSOCIATION
@@ -33,10 +35,12 @@ from hes_sim.protocols.acse import (
 from hes_sim.protocols.security import CIPHERED_TAG, CipheredTag, Keys
 from hes_sim.protocols.xdlms import DataAccessResult, ServiceError, StateError
 
+log = structlog.get_logger(__name__)
 METER_MAX_PDU = 1024
 CIPHER_OVERHEAD = 40  # tag, length, system title, security control, counter, GCM tag
 BLOCK_HEADER = 12  # C4 02 iid last block-number(4) choice length(up to 3)
 HLS_METHOD = 1  # reply_to_HLS_authentication of the association object
+ASSOCIATION_CLASS = 15
 _REQUEST_TAGS = set(CipheredTag) - {
     CipheredTag.GLO_INITIATE_REQUEST,
     CipheredTag.GLO_INITIATE_RESPONSE,
@@ -113,6 +117,12 @@ class DlmsSession:
         except _Refusal as refusal:
             self.refused += 1
             return xdlms.encode(refusal.response)
+        except Exception:
+            # a bug in one request must not end the meter: answer, log, carry on
+            log.exception("request_failed", meter_id=self.meter.meter_id)
+            return xdlms.encode(
+                xdlms.ExceptionResponse(StateError.SERVICE_NOT_ALLOWED, ServiceError.OTHER_REASON)
+            )
 
     def _respond(self, apdu: bytes, now: float) -> bytes:
         if self.state is SessionState.IDLE:
@@ -132,7 +142,7 @@ class DlmsSession:
         self._pending = None
 
     def _associate(self, apdu: bytes) -> bytes:
-        self._reset()
+        """A new association replaces the current one only once it is accepted."""
         try:
             request = acse.decode_aarq(apdu)
         except CodecError:
@@ -156,6 +166,7 @@ class DlmsSession:
             initiate = acse.decode_initiate_request(request.user_information)
         except CodecError:
             return self._reject(ApplicationContext.LN, Diagnostic.NO_REASON_GIVEN)
+        self._reset()
         self._negotiate(initiate, ciphered=False)
         self.state = SessionState.ASSOCIATED
         return acse.encode_aare(
@@ -183,6 +194,7 @@ class DlmsSession:
             return self._reject(context, Diagnostic.AUTHENTICATION_FAILURE)
         if ciphered.tag is not CipheredTag.GLO_INITIATE_REQUEST:
             return self._reject(context, Diagnostic.NO_REASON_GIVEN)
+        self._reset()
         self._accept_counter(title, ciphered.invocation_counter)
         self._client_title = title
         self._ctos = request.calling_authentication_value
@@ -232,6 +244,7 @@ class DlmsSession:
             answer = parameters.bytes_value if parameters is not None else b""
             security.check_gmac_answer(answer, self._client_title, self._identity.keys, self._stoc)
         except CodecError:
+            self.refused += 1
             return xdlms.ActionResponse(0, DataAccessResult.READ_WRITE_DENIED)
         self.state = SessionState.ASSOCIATED
         self.level = Level.MANAGEMENT
@@ -289,6 +302,7 @@ class DlmsSession:
         if self.state is SessionState.AWAITING_HLS:
             if (
                 isinstance(request, xdlms.ActionRequest)
+                and request.method.class_id == ASSOCIATION_CLASS
                 and request.method.obis == ASSOCIATION
                 and request.method.index == HLS_METHOD
             ):
