@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 from typing import Self
 
 import structlog
@@ -50,12 +49,7 @@ class MeterGateway:
         log.info("gateway_listening", meter_id=self.meter.meter_id, port=self.port)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         if self._server is not None:
             self._server.close()
         for task in (self._ticker, *self._connections):

@@ -46,35 +46,36 @@ def build_grid(
     order = random.Random(fleet_seed ^ 0x6121D)
     low_voltage = [m for m in consumers if m.kind is not MeterKind.HT_CT]
     order.shuffle(low_voltage)
-    dts: list[VirtualMeter] = []
+
+    def network_meter(kind: MeterKind, number: int, children: list[VirtualMeter]) -> VirtualMeter:
+        meter = VirtualMeter.network(
+            meter_id(kind, number),
+            kind,
+            fleet_seed,
+            tz,
+            children=children,
+            technical_loss=grid.technical_loss,
+        )
+        parent_of = dt_of if kind is MeterKind.DT else feeder_of
+        parent_of.update({child.meter_id: meter.meter_id for child in children})
+        return meter
+
     dt_of: dict[str, str] = {}
     feeder_of: dict[str, str] = {}
     total_dts = grid.feeders * grid.dts_per_feeder
-    for index in range(total_dts):
-        children = low_voltage[index::total_dts]
-        dt = VirtualMeter.network(
-            meter_id(MeterKind.DT, index + 1),
-            MeterKind.DT,
-            fleet_seed,
-            tz,
-            children=children,
-            technical_loss=grid.technical_loss,
-        )
-        dts.append(dt)
-        dt_of.update({child.meter_id: dt.meter_id for child in children})
+    dts = [
+        network_meter(MeterKind.DT, index + 1, low_voltage[index::total_dts])
+        for index in range(total_dts)
+    ]
     high_voltage = [m for m in consumers if m.kind is MeterKind.HT_CT]
-    feeders = []
-    for index in range(grid.feeders):
-        children = dts[index * grid.dts_per_feeder : (index + 1) * grid.dts_per_feeder]
-        children += high_voltage[index :: grid.feeders]
-        feeder = VirtualMeter.network(
-            meter_id(MeterKind.FEEDER, index + 1),
+    per_feeder = grid.dts_per_feeder
+    feeders = [
+        network_meter(
             MeterKind.FEEDER,
-            fleet_seed,
-            tz,
-            children=children,
-            technical_loss=grid.technical_loss,
+            index + 1,
+            dts[index * per_feeder : (index + 1) * per_feeder]
+            + high_voltage[index :: grid.feeders],
         )
-        feeders.append(feeder)
-        feeder_of.update({child.meter_id: feeder.meter_id for child in children})
+        for index in range(grid.feeders)
+    ]
     return Grid(consumers + dts + feeders, dt_of, feeder_of)

@@ -99,6 +99,7 @@ class BlockEnergy:
     wh_import: int
     vah_import: int
     varh_q1: int
+    supplied_s: float  # seconds of the interval with the relay closed
 
 
 @dataclass(slots=True)
@@ -247,7 +248,10 @@ class VirtualMeter:
         apparent = load.active_w / load.power_factor
         reactive = math.sqrt(max(0.0, apparent**2 - load.active_w**2))
         energy = BlockEnergy(
-            round(load.active_w * hours), round(apparent * hours), round(reactive * hours)
+            round(load.active_w * hours),
+            round(apparent * hours),
+            round(reactive * hours),
+            interval_s * supplied,
         )
         if cacheable:
             self._last_block = (key, (load, energy))
@@ -266,13 +270,12 @@ class VirtualMeter:
         self.registers.wh_import += energy.wh_import
         self.registers.vah_import += energy.vah_import
         self.registers.varh_q1 += energy.varh_q1
-        supplied = interval_s * self.supplied_fraction(interval_end - interval_s, interval_end)
         self.ledger.add_block(
             datetime.fromtimestamp(interval_end, tz=self.tz),
             interval_s,
             energy.wh_import,
             energy.vah_import,
-            supplied,
+            energy.supplied_s,
         )
         return self._entry(interval_end, load, energy)
 

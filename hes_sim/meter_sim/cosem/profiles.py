@@ -176,25 +176,25 @@ def _daily_rows(ctx: Context) -> list[Row]:
 DAILY_COLUMNS = (capture(8, CLOCK, 2), capture(3, ENERGY_IMPORT, 2), capture(3, APPARENT_IMPORT, 2))
 
 
+def _billing_row(ctx: Context, record: BillingRecord) -> Data:
+    return axdr.structure(
+        _stamp(ctx, record.reset_at),
+        u16(round(record.average_pf * 1000)),
+        u32(record.cumulative_wh),
+        *(u32(value) for value in record.tou_wh),
+        u32(record.cumulative_vah),
+        u32(record.md_w),
+        _stamp(ctx, record.md_w_at),
+        u32(record.md_va),
+        _stamp(ctx, record.md_va_at),
+        u32(record.power_on_minutes),
+    )
+
+
 def _billing_rows(ctx: Context) -> list[Row]:
-    def make(record: BillingRecord) -> Callable[[], Data]:
-        def row() -> Data:
-            return axdr.structure(
-                _stamp(ctx, record.reset_at),
-                u16(round(record.average_pf * 1000)),
-                u32(record.cumulative_wh),
-                *(u32(value) for value in record.tou_wh),
-                u32(record.cumulative_vah),
-                u32(record.md_w),
-                _stamp(ctx, record.md_w_at),
-                u32(record.md_va),
-                _stamp(ctx, record.md_va_at),
-                u32(record.power_on_minutes),
-            )
-
-        return row
-
-    return [(record.reset_at, make(record)) for record in ctx.meter.ledger.billing]
+    return [
+        (record.reset_at, partial(_billing_row, ctx, record)) for record in ctx.meter.ledger.billing
+    ]
 
 
 BILLING_COLUMNS = (
@@ -228,12 +228,11 @@ def _instantaneous_rows(ctx: Context) -> list[Row]:
     def row() -> Data:
         voltage = current = active = apparent = 0.0
         if meter.last_closed_end is not None:
-            load, energy = meter.block_for(meter.last_closed_end, meter.interval_s)
+            _load, energy = meter.block_for(meter.last_closed_end, meter.interval_s)
             entry = meter.entry_for(meter.last_closed_end, meter.interval_s)
             voltage, current = entry.average_voltage(), entry.average_current()
             active = energy.wh_import * 3600 / meter.interval_s
             apparent = energy.vah_import * 3600 / meter.interval_s
-            del load
         pf = round(1000 * active / apparent) if apparent else 1000
         return axdr.structure(
             axdr.octets(axdr_datetime(meter_time(ctx))),
