@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -17,9 +18,11 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from hes_sim import __version__
+from hes_sim import __version__, cli_headend
 from hes_sim.broker_address import BrokerAddress
+from hes_sim.cli_operator import OPERATOR_COMMANDS, add_operator_parsers, run_operator
 from hes_sim.errors import HesSimError, ScenarioError
+from hes_sim.hes.node import ApiOptions
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.meter import CONSUMER_KINDS, MeterKind
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "keys", help="print a meter's system title and suite-0 keys (from HES_FLEET_SECRET)"
     )
     keys.add_argument("--meter", required=True)
+    add_operator_parsers(commands)
+    cli_headend.add_parser(commands)
     return parser
 
 
@@ -86,8 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hes-sim: bad HES_* setting: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     configure_logging(settings.log_level, settings.log_format)
-    if args.command in ("gateway", "keys"):
-        return meter_command(args, settings)
+    if args.command in OPERATOR_COMMANDS:
+        return run_operator(args, settings)
+    without_scenario = {
+        "headend": cli_headend.headend_command,
+        "gateway": meter_command,
+        "keys": meter_command,
+    }
+    if args.command in without_scenario:
+        return without_scenario[args.command](args, settings)
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
@@ -158,6 +170,16 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
         fleet_secret=(
             settings.fleet_secret.get_secret_value().encode() if settings.fleet_secret else None
         ),
+        api=ApiOptions(
+            token=(
+                settings.api_token.get_secret_value()
+                if settings.api_token
+                else secrets.token_urlsafe(24)
+            ),
+            host=settings.api_host,
+            port=settings.api_port,
+        ),
+        api_token_given=settings.api_token is not None,
     )
     try:
         report = asyncio.run(_stoppable(run_scenario(scenario, options)))

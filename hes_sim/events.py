@@ -99,6 +99,25 @@ class HeadEndSubscribed:
     session: int  # 1 for the first subscription, then one more after each reconnect
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillRequested:
+    """Missing block-load reads asked of a meter: the intervals ending in (start, end]."""
+
+    meter_id: str
+    start: float
+    end: float
+    intervals: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadsRecovered:
+    """Block-load reads a read_profile command brought back; ``count_new`` were not stored yet."""
+
+    meter_id: str
+    command_id: str
+    count_new: int
+
+
 Event = (
     MeterConnected
     | MeterLinkLost
@@ -113,6 +132,8 @@ Event = (
     | MeterEventReceived
     | MeterRequestRefused
     | CommandFinished
+    | ReadsRecovered
+    | BackfillRequested
 )
 Handler = Callable[[Event], None]
 

@@ -24,3 +24,12 @@ class Settings(BaseSettings):
         default=None,
         description="secret every meter's suite-0 keys derive from (default: random per run)",
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the operator API; the operator CLI sends it too",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    api_url: str | None = Field(
+        default=None, description="where the operator CLI finds the API, e.g. http://127.0.0.1:8080"
+    )

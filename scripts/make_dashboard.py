@@ -33,6 +33,15 @@ PANELS = [
     ("Meter events by code", "sum by (code) (increase(hes_meter_events_total[15m]))",
      "timeseries", "short"),
     ("Ingest queue depth", "hes_ingest_queue_depth", "timeseries", "short"),
+    ("Open commands by state (queued: waiting for the meter)",
+     "sum by (state) (hes_commands_open)", "timeseries", "short"),
+    ("Meters non-communicating", "hes_meters_non_communicating", "stat", "short"),
+    ("Meters going online / offline",
+     "sum by (state) (increase(hes_meter_presence_changes_total[15m]))", "timeseries", "short"),
+    ("Backfill: intervals requested and reads recovered",
+     ("increase(hes_backfill_intervals_requested_total[15m]) or "
+      "increase(hes_backfill_reads_recovered_total[15m])"), "timeseries", "short"),
+    ("Meters known", "hes_meters_known", "stat", "short"),
     ("Broker sessions (reconnects)", "hes_broker_sessions_total", "stat", "short"),
 ]  # fmt: skip
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from hes_sim.events import (
+    BackfillRequested,
     CommandFinished,
     DecodeFailed,
     Event,
     HeadEndSubscribed,
     MeterEventReceived,
+    MeterOffline,
+    MeterOnline,
     ReadDuplicate,
+    ReadsRecovered,
     ReadStored,
 )
 
@@ -77,6 +83,27 @@ class HesMetrics:
             "Subscriptions made to the broker (more than one means reconnects)",
             registry=registry,
         )
+        self.backfill_requests = Counter(
+            "hes_backfill_requests",
+            "Profile reads asked of meters to fill missing block-load intervals",
+            registry=registry,
+        )
+        self.backfill_intervals = Counter(
+            "hes_backfill_intervals_requested",
+            "Missing block-load intervals covered by those requests",
+            registry=registry,
+        )
+        self.reads_recovered = Counter(
+            "hes_backfill_reads_recovered",
+            "Block-load reads stored from profile reads that had not arrived by push",
+            registry=registry,
+        )
+        self.presence_changes = Counter(
+            "hes_meter_presence_changes",
+            "Meters going online or offline, by new state",
+            ["state"],
+            registry=registry,
+        )
         queue = Gauge("hes_ingest_queue_depth", "Messages waiting to be decoded", registry=registry)
         queue.set_function(queue_depth)
 
@@ -97,5 +124,50 @@ class HesMetrics:
                     self.reconnection.observe(duration)
             case MeterEventReceived(code=code, new=True):
                 self.meter_events.labels(code=str(code)).inc()
+            case BackfillRequested(intervals=intervals):
+                self.backfill_requests.inc()
+                self.backfill_intervals.inc(intervals)
+            case ReadsRecovered(count_new=count):
+                self.reads_recovered.inc(count)
+            case MeterOnline():
+                self.presence_changes.labels(state="online").inc()
+            case MeterOffline():
+                self.presence_changes.labels(state="offline").inc()
             case _:
                 pass
+
+
+class NodeGauges(Collector):
+    """Gauges read when scraped: open commands by state, meters known, non-communicating."""
+
+    def __init__(
+        self,
+        *,
+        open_commands: Callable[[], Mapping[str, int]],
+        meters_known: Callable[[], int],
+        meters_silent: Callable[[], int],
+        silent_after_s: float,
+    ) -> None:
+        self._open_commands = open_commands
+        self._meters_known = meters_known
+        self._meters_silent = meters_silent
+        self._silent_after_s = silent_after_s
+
+    def collect(self) -> Iterator[Metric]:
+        by_state = GaugeMetricFamily(
+            "hes_commands_open",
+            "Commands not yet finished, by state (queued ones wait for their meter)",
+            labels=["state"],
+        )
+        for state, count in sorted(self._open_commands().items()):
+            by_state.add_metric([state], count)
+        yield by_state
+        yield GaugeMetricFamily(
+            "hes_meters_known", "Meters in the asset register or heard from",
+            value=self._meters_known(),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "hes_meters_non_communicating",
+            f"Meters silent for at least {self._silent_after_s:.0f} simulated seconds",
+            value=self._meters_silent(),
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -44,6 +45,12 @@ log = structlog.get_logger(__name__)
 SESSION_EXPIRY_S = 3600  # the broker keeps our QoS 1 backlog this long across a reconnect
 
 
+@dataclass(frozen=True, slots=True)
+class SilencePolicy:
+    threshold_s: float  # simulated seconds without a message before a meter counts offline
+    check_every_wall_s: float
+
+
 class HeadEnd:
     def __init__(
         self,
@@ -59,6 +66,7 @@ class HeadEnd:
         queue_size: int = 20_000,
         batch_size: int = 500,
         shutdown_grace_s: float = 10.0,
+        silence: SilencePolicy | None = None,
     ) -> None:
         self._broker = broker
         self._clock = clock
@@ -66,6 +74,7 @@ class HeadEnd:
         self._client_id = client_id
         self._batch_size = batch_size
         self._grace_s = shutdown_grace_s
+        self._silence = silence  # None: trust the state topic and last will only
         self._queue: asyncio.Queue[InboundPush] = asyncio.Queue(maxsize=queue_size)
         self._ingest = Ingest(store, clock, bus, policy)
         self.presence = MeterPresence(clock)
@@ -87,12 +96,15 @@ class HeadEnd:
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self._stack.enter_async_context(self.metrics)
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._reader = group.create_task(self._read_broker(), name="hes:mqtt")
         self._writer = group.create_task(self._ingest_loop(), name="hes:ingest")
+        if self._silence is not None:
+            self._sweeper = group.create_task(self._sweep(self._silence), name="hes:silence")
         return self
 
     async def __aexit__(
@@ -106,8 +118,9 @@ class HeadEnd:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._grace_s):
                 await self.drained()
-        if self._writer is not None:
-            self._writer.cancel()
+        for task in (self._writer, self._sweeper):
+            if task is not None:
+                task.cancel()
         await self._stack.__aexit__(exc_type, exc, tb)
 
     @property
@@ -167,6 +180,8 @@ class HeadEnd:
             log.warning("message_rejected", topic=topic_name, error=str(exc))
             return
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+        if channel is Channel.UP and self.presence.touch(meter_id):
+            self._bus.emit(MeterOnline(meter_id))
         if channel is Channel.UP and _is_response(data):
             self._on_response(meter_id, data)
         elif channel is Channel.UP:
@@ -218,6 +233,14 @@ class HeadEnd:
             self._bus.emit(
                 MeterOnline(meter_id) if state is MeterState.ONLINE else MeterOffline(meter_id)
             )
+
+    async def _sweep(self, silence: SilencePolicy) -> None:
+        """Declare offline the meters silent past the threshold."""
+        while True:
+            await asyncio.sleep(silence.check_every_wall_s)
+            for meter_id in self.presence.sweep(silence.threshold_s):
+                log.info("meter_silent", meter_id=meter_id, silence_s=silence.threshold_s)
+                self._bus.emit(MeterOffline(meter_id))
 
     async def _ingest_loop(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from hes_sim.errors import StoreError
 from hes_sim.hes.commands.store import COMMAND_SCHEMA
+from hes_sim.hes.inventory import INVENTORY_SCHEMA
 from hes_sim.hes.records import EventRecord, ReadRecord
 
 T = TypeVar("T")
@@ -108,6 +109,7 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         db.executescript(COMMAND_SCHEMA)
+        db.executescript(INVENTORY_SCHEMA)
         self._db = db
 
     def _close(self) -> None:
@@ -191,7 +193,7 @@ class SqliteStore:
                 " FROM block_load_reads WHERE meter_id = ? ORDER BY interval_end",
                 (meter_id,),
             )
-            return [_record(row) for row in rows]
+            return [read_from_row(row) for row in rows]
 
         return await self._run(select)
 
@@ -213,7 +215,7 @@ def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
     )
 
 
-def _record(row: tuple[Any, ...]) -> ReadRecord:
+def read_from_row(row: tuple[Any, ...]) -> ReadRecord:
     meter_id, interval_end, layout, voltage, current, wh_in, wh_out, vah_in, vah_out = row[:9]
     return ReadRecord(
         meter_id=meter_id,

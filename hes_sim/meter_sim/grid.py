@@ -28,6 +28,31 @@ class Grid:
     dt_of: dict[str, str]  # consumer meter id -> DT meter id
     feeder_of: dict[str, str]  # DT or HT consumer meter id -> feeder meter id
 
+    def feeder_above(self, meter_id: str) -> str | None:
+        """The feeder a meter hangs on, through its DT when it has one."""
+        return self.feeder_of.get(self.dt_of.get(meter_id, meter_id))
+
+    def place_in_cells(self, meters_per_cell: int, seed: int) -> dict[str, str]:
+        """Meter id -> cell id. Meters of one DT share its cell (they stand near it), DTs
+        fill cells in order; without a grid, meters fill cells in a seeded order."""
+        by_dt: dict[str, list[str]] = {}
+        for meter in self.meters:
+            by_dt.setdefault(self.dt_of.get(meter.meter_id, meter.meter_id), []).append(
+                meter.meter_id
+            )
+        groups = list(by_dt.values())
+        if not self.dt_of:
+            random.Random(seed ^ 0xCE11).shuffle(groups)
+        cells: dict[str, str] = {}
+        cell, filled = 1, 0
+        for group in groups:
+            if filled and filled + len(group) > meters_per_cell:
+                cell, filled = cell + 1, 0
+            for member in group:
+                cells[member] = f"CELL{cell:04d}"
+            filled += len(group)
+        return cells
+
 
 def meter_id(kind: MeterKind, number: int) -> str:
     return f"{KIND_SPECS[kind].id_prefix}{number:07d}"

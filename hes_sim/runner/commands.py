@@ -12,7 +12,7 @@ from hes_sim.clock import SimClock
 from hes_sim.errors import ScenarioError
 from hes_sim.events import CommandFinished, Event
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
-from hes_sim.hes.commands.lifecycle import CommandType
+from hes_sim.hes.commands.lifecycle import Command, CommandType
 from hes_sim.meter_sim.meter import CONSUMER_KINDS, VirtualMeter
 from hes_sim.scenario.model import CommandEvent
 
@@ -43,17 +43,37 @@ def choose_meters(
 
 @dataclass(slots=True)
 class CommandTally:
+    """What came of the scenario's commands (not of the head-end's own, such as backfill)."""
+
     submitted: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    durations: dict[str, list[float]] = field(default_factory=dict)  # confirmed, by type
     reconnections: list[float] = field(default_factory=list)
+    ours: set[str] = field(default_factory=set)
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, CommandFinished):
-            self.outcomes[event.outcome] = self.outcomes.get(event.outcome, 0) + 1
-            if event.type == CommandType.RECONNECT and event.outcome == "confirmed":
+        if not isinstance(event, CommandFinished) or event.command_id not in self.ours:
+            return
+        self.ours.discard(event.command_id)
+        self.outcomes[event.outcome] = self.outcomes.get(event.outcome, 0) + 1
+        outcomes = self.by_type.setdefault(event.type, {})
+        outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
+        if event.outcome == "confirmed":
+            self.durations.setdefault(event.type, []).append(event.duration)
+            if event.type == CommandType.RECONNECT:
                 self.reconnections.append(event.duration)
-            self._finished.set()
+        self._finished.set()
+
+    def submitted_one(self, command: Command) -> None:
+        self.submitted += 1
+        if command.done:  # an earlier run's command under the same key, or refused at once
+            self.outcomes[command.state.value] = self.outcomes.get(command.state.value, 0) + 1
+            outcomes = self.by_type.setdefault(command.type.value, {})
+            outcomes[command.state.value] = outcomes.get(command.state.value, 0) + 1
+        else:
+            self.ours.add(command.command_id)
 
     @property
     def finished(self) -> int:
@@ -78,12 +98,13 @@ async def issue_commands(
     for index, (event, meter_ids) in enumerate(zip(events, targets, strict=True)):
         await clock.sleep_until(start + event.at)
         for meter_id in meter_ids:
-            await dispatcher.submit(
+            command = await dispatcher.submit(
                 meter_id,
                 CommandType(event.action),
                 idempotency_key=f"scenario-{index}-{meter_id}",
                 deadline_s=event.deadline,
+                parameters=dict(event.parameters),
             )
-            tally.submitted += 1
+            tally.submitted_one(command)
         log.info("scenario_commands_issued", event_index=index, action=event.action,
                  meters=len(meter_ids))  # fmt: skip

@@ -19,20 +19,18 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
-from hes_sim.hes.commands.dispatcher import CommandDispatcher
-from hes_sim.hes.counter_store import PersistentCounter
-from hes_sim.hes.ingest import PushPolicy
-from hes_sim.hes.meter_sessions import Exchange, MeterSessions
+from hes_sim.hes.node import ApiOptions, HeadEndNode, NodeOptions
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import ReadStore, SqliteStore
+from hes_sim.hes.store import ReadStore
 from hes_sim.hes.tally import IngestTally
 from hes_sim.keyring import FleetKeyring
-from hes_sim.meter_sim.fleet import Fleet, build_meters
+from hes_sim.meter_sim.fleet import Fleet
+from hes_sim.meter_sim.grid import build_grid
 from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
+from hes_sim.runner.fleet_register import register_of
 from hes_sim.runner.lag import LoopLagMonitor
 from hes_sim.runner.progress import ProgressLine
 from hes_sim.runner.tally import RunTally
@@ -44,10 +42,7 @@ log = structlog.get_logger(__name__)
 FDS_PER_PROCESS_SPARE = 200  # store, broker probe, metrics, logs
 CONNECT_WALL_S_PER_METER = 0.005
 CONNECT_WALL_S_MIN = 30.0
-SUBSCRIBE_TIMEOUT_S = 15.0
 BROKER_PROBE_TIMEOUT_S = 5.0
-ANSWER_TIMEOUT_SIM_S = 120.0  # how long the head-end waits for a meter's answer
-ANSWER_TIMEOUT_WALL_MIN_S = 2.0  # but never less than this on the wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +54,8 @@ class RunOptions:
     metrics_port: int = 0
     progress: bool = True
     fleet_secret: bytes | None = None  # None: a random secret for this run only
+    api: ApiOptions | None = None  # the operator API of the run's head-end; None: none
+    api_token_given: bool = False  # False: the run made the token up, and prints it
     # called once the run is drained, before the fleet and head-end shut down (tests use it)
     before_shutdown: Callable[[HeadEnd, ReadStore], Awaitable[None]] | None = None
 
@@ -109,18 +106,22 @@ class ScenarioRun:
         self.scenario = scenario
         self.options = options
         sim_start = scenario.start.timestamp()
-        self.schedule = IntervalSchedule(
-            sim_start, sim_start + scenario.duration, scenario.interval
-        )
+        self.schedule = scenario.schedule()
         self.clock = SimClock(sim_start, scenario.time_scale)
         self.bus = EventBus()
         self.ingest_tally, self.run_tally = IngestTally(), RunTally()
         self.bus.subscribe(self.ingest_tally)
         self.bus.subscribe(self.run_tally)
         self.lag = LoopLagMonitor(scenario.time_scale)
-        tz = timezone(scenario.start.utcoffset() or timedelta(0))
-        grid = None if scenario.grid is None else scenario.grid.spec()
-        self.meters = build_meters(scenario.fleet.counts, scenario.seed, tz, grid)
+        self.tz = timezone(scenario.start.utcoffset() or timedelta(0))
+        grid = build_grid(
+            scenario.fleet.counts,
+            scenario.seed,
+            self.tz,
+            None if scenario.grid is None else scenario.grid.spec(),
+        )
+        self.meters = grid.meters
+        self.register = register_of(grid, scenario.network.meters_per_cell, scenario.seed)
         self.reads_expected = self.schedule.count * len(self.meters)
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()
@@ -128,7 +129,6 @@ class ScenarioRun:
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)
         self.keyring = FleetKeyring(secret)
-        self.policy = PushPolicy(keyring=self.keyring, require_ciphered=ciphered)
         self.cipher_pushes = ciphered
 
     def _db_path(self) -> Path:
@@ -139,26 +139,35 @@ class ScenarioRun:
             stale.unlink(missing_ok=True)  # the report dir's store belongs to this run only
         return path
 
+    def _node_options(self, broker: BrokerAddress) -> NodeOptions:
+        scenario, options = self.scenario, self.options
+        return NodeOptions(
+            broker=broker,
+            db_path=self._db_path(),
+            keyring=self.keyring,
+            tz=self.tz,
+            require_ciphered=self.cipher_pushes,
+            metrics_host=options.metrics_host,
+            metrics_port=options.metrics_port,
+            api=options.api,
+            silence_s=scenario.silence_s,
+            command_concurrency=scenario.headend.command_concurrency,
+            per_cell_command_limit=scenario.headend.per_cell_command_limit,
+            non_communicating_after_s=scenario.headend.non_communicating_after,
+            schedule=self.schedule,
+            backfill=scenario.backfill_settings(),
+            seed=scenario.seed,
+        )
+
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
-        async with _broker(self.options) as broker, SqliteStore(self._db_path()) as store:
-            async with HeadEnd(
-                broker,
-                store,
-                self.clock,
-                self.bus,
-                metrics_host=self.options.metrics_host,
-                metrics_port=self.options.metrics_port,
-                policy=self.policy,
-            ) as hes:
-                await self._wait_subscribed(hes, broker)
-                counter = PersistentCounter(store)
-                await counter.load()
-                sessions = MeterSessions(self._exchange_through(hes), self.keyring, counter)
-                dispatcher = CommandDispatcher(
-                    store, sessions, hes.presence, self.clock, self.bus, seed=self.scenario.seed
-                )
+        async with _broker(self.options) as broker:
+            node = HeadEndNode(self._node_options(broker), self.clock, self.bus, self.register)
+            async with node:
+                await node.wait_subscribed()
+                self._announce(node)
+                hes, store = node.hes, node.store
                 fleet = Fleet(
                     self.meters,
                     aiomqtt_link_factory(broker),
@@ -170,7 +179,7 @@ class ScenarioRun:
                     keyring=self.keyring,
                     cipher_pushes=self.cipher_pushes,
                 )
-                async with dispatcher, asyncio.TaskGroup() as helpers, fleet:
+                async with asyncio.TaskGroup() as helpers, fleet:
                     watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
                     if self.scenario.commands:
                         commands = issue_commands(
@@ -178,7 +187,7 @@ class ScenarioRun:
                             self.command_targets,
                             start=self.schedule.sim_start,
                             clock=self.clock,
-                            dispatcher=dispatcher,
+                            dispatcher=node.dispatcher,
                             tally=self.command_tally,
                         )
                         watchers.append(helpers.create_task(commands, name="run:commands"))
@@ -189,36 +198,33 @@ class ScenarioRun:
                         await self._drive(fleet, hes)
                         if self.options.before_shutdown is not None:
                             await self.options.before_shutdown(hes, store)
+                        at_end = EndState(
+                            meters_connected=fleet.connected,
+                            meters_online=hes.presence.online,
+                            meters_silent=node.desk.silent_count(
+                                self.scenario.headend.non_communicating_after
+                            ),
+                        )
                     finally:
                         for task in watchers:
                             task.cancel()
-                meters_connected = fleet.connected
-            reads_stored = await store.count_reads()
-            delays = await store.delivery_delays()
-        report = self._report(
-            meters_connected, reads_stored, delays, time.monotonic() - wall_started
-        )
+                reads_stored = await store.count_reads()
+                delays = await store.delivery_delays()
+        report = self._report(at_end, reads_stored, delays, time.monotonic() - wall_started)
         report.write(self.options.report_dir)
         return report
 
-    def _exchange_through(self, hes: HeadEnd) -> Exchange:
-        """Requests to meters through the head-end, answers awaited a bounded time."""
-        timeout = max(ANSWER_TIMEOUT_WALL_MIN_S, self.clock.wall_seconds(ANSWER_TIMEOUT_SIM_S))
-
-        async def exchange(meter_id: str, apdu: bytes) -> bytes:
-            return await hes.exchange(meter_id, apdu, timeout)
-
-        return exchange
-
-    async def _wait_subscribed(self, hes: HeadEnd, broker: BrokerAddress) -> None:
-        try:
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                await hes.subscribed.wait()
-        except TimeoutError:
-            raise BrokerError(f"the head-end could not subscribe at {broker}") from None
-        if self.options.progress:
-            url = f"http://{self.options.metrics_host}:{hes.metrics.port}/metrics"
-            sys.stderr.write(f"head-end metrics on {url}\n")
+    def _announce(self, node: HeadEndNode) -> None:
+        if not self.options.progress:
+            return
+        host = self.options.metrics_host
+        sys.stderr.write(f"head-end metrics on http://{host}:{node.hes.metrics.port}/metrics\n")
+        if node.api_url is not None and self.options.api is not None:
+            # the token is printed only when the run made it up (HES_API_TOKEN unset)
+            token = (
+                "" if self.options.api_token_given else f" (HES_API_TOKEN={self.options.api.token})"
+            )
+            sys.stderr.write(f"operator API on {node.api_url}{token}\n")
 
     async def _drive(self, fleet: Fleet, hes: HeadEnd) -> None:
         scenario, clock = self.scenario, self.clock
@@ -277,15 +283,17 @@ class ScenarioRun:
         )
 
     def _report(
-        self, meters_connected: int, reads_stored: int, delays: list[float], wall_s: float
+        self, at_end: EndState, reads_stored: int, delays: list[float], wall_s: float
     ) -> Report:
         expected = self.reads_expected
+        backfilled = self.ingest_tally.reads_recovered
+        tally = self.command_tally
         return Report(
             scenario=self.scenario.name,
             seed=self.scenario.seed,
             time_scale=self.scenario.time_scale,
             meters=len(self.meters),
-            meters_connected=meters_connected,
+            meters_connected=at_end.meters_connected,
             sim_seconds=self.scenario.duration,
             wall_seconds=round(wall_s, 2),
             reads_expected=expected,
@@ -299,13 +307,30 @@ class ScenarioRun:
             commands_confirmed=self.command_tally.outcomes.get("confirmed", 0),
             commands_failed=self.command_tally.outcomes.get("failed", 0),
             commands_expired=self.command_tally.outcomes.get("expired", 0),
-            reconnection_seconds=Percentiles.of(self.command_tally.reconnections),
-            read_completeness=round(reads_stored / expected, 6) if expected else 1.0,
+            reconnection_seconds=Percentiles.of(tally.reconnections),
+            commands_by_type=tally.by_type,
+            command_duration_seconds={k: Percentiles.of(v) for k, v in tally.durations.items()},
+            read_completeness=_share(reads_stored, expected),
+            reads_backfilled=backfilled,
+            read_completeness_before_backfill=_share(reads_stored - backfilled, expected),
+            meters_online_at_end=at_end.meters_online,
+            meters_non_communicating=at_end.meters_silent,
             delivery_delay_seconds=Percentiles.of(delays),
             loop_lag_seconds=Percentiles.of(self.lag.samples),
             slas=[],
             passed=False,
         ).with_verdicts(self.scenario)
+
+
+@dataclass(frozen=True, slots=True)
+class EndState:
+    meters_connected: int
+    meters_online: int
+    meters_silent: int
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 1.0
 
 
 def _hms(seconds: float) -> str:

@@ -16,8 +16,13 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from hes_sim.errors import ScenarioError
+from hes_sim.hes.backfill import BackfillSettings
+from hes_sim.hes.commands import parameters as command_parameters
+from hes_sim.hes.commands.lifecycle import CommandType
+from hes_sim.hes.operations import InvalidRequestError
 from hes_sim.meter_sim.grid import GridSpec
 from hes_sim.meter_sim.meter import MeterKind
+from hes_sim.meter_sim.schedule import IntervalSchedule
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -63,6 +68,9 @@ class Figure(StrEnum):
     RECONNECTION_MAX = "reconnection_max"
     COMMANDS_FAILED = "commands_failed"
     COMMANDS_EXPIRED = "commands_expired"
+    READ_COMPLETENESS_BEFORE_BACKFILL = "read_completeness_before_backfill"
+    READS_BACKFILLED = "reads_backfilled"
+    METERS_NON_COMMUNICATING = "meters_non_communicating"
 
 
 class SlaCheck(Strict):
@@ -142,12 +150,43 @@ class SecuritySpec(Strict):
     pushes: Literal["ciphered", "plain"] = "ciphered"
 
 
+class NetworkSpec(Strict):
+    """The 4G network the meters sit on (cells fill in DT order)."""
+
+    meters_per_cell: int = Field(default=400, ge=1)
+
+
+class BackfillSpec(Strict):
+    """Finding missing block-load intervals and reading them from the meters' profiles."""
+
+    enabled: bool = True
+    scan_every: SimSeconds = Field(default=900.0, gt=0)
+    max_requests_per_scan: int = Field(default=50, ge=1)
+
+
+class HeadEndSpec(Strict):
+    """How the head-end judges connectivity and paces its commands."""
+
+    silence: SimSeconds | None = Field(
+        default=None,
+        description="no message for this long counts a meter offline "
+        "(default: two intervals plus the push randomisation)",
+    )
+    non_communicating_after: SimSeconds = Field(default=86_400.0, gt=0)
+    command_concurrency: int = Field(default=32, ge=1)
+    per_cell_command_limit: int = Field(default=8, ge=1)
+    backfill: BackfillSpec = BackfillSpec()
+
+
 class CommandEvent(Strict):
     """Commands the head-end issues at a simulated time, to a share of the consumer meters
     (a seeded choice), to listed meters, or to the meters of an earlier event."""
 
     at: SimSeconds = Field(description="simulated seconds after the start")
-    action: Literal["disconnect", "reconnect", "time_sync"]
+    action: Literal["disconnect", "reconnect", "time_sync", "read_instantaneous", "push_setup"]
+    parameters: dict[str, int | float | str] = Field(
+        default_factory=dict, description="push_setup: the attributes to set"
+    )
     share: float | None = Field(default=None, gt=0, le=1)
     meters: list[str] | None = None
     same_as: int | None = Field(default=None, ge=0, description="index of an earlier event")
@@ -158,6 +197,10 @@ class CommandEvent(Strict):
         chosen = [s for s in (self.share, self.meters, self.same_as) if s is not None]
         if len(chosen) != 1:
             raise ValueError("choose the meters with exactly one of share, meters or same_as")
+        try:
+            command_parameters.validate(CommandType(self.action), dict(self.parameters))
+        except InvalidRequestError as exc:
+            raise ValueError(str(exc)) from exc
         return self
 
 
@@ -172,12 +215,35 @@ class Scenario(Strict):
     fleet: FleetSpec
     grid: GridModel | None = None
     push: PushSpec = PushSpec()
+    network: NetworkSpec = NetworkSpec()
+    headend: HeadEndSpec = HeadEndSpec()
     security: SecuritySpec = SecuritySpec()
     drain_timeout: SimSeconds = Field(
         default=600.0, description="how long after the end to wait for late reads"
     )
     commands: list[CommandEvent] = []
     slas: list[SlaCheck] = []
+
+    @property
+    def silence_s(self) -> float:
+        if self.headend.silence is not None:
+            return self.headend.silence
+        return 2 * self.interval + self.push.randomisation_start_interval
+
+    def backfill_settings(self) -> BackfillSettings | None:
+        spec = self.headend.backfill
+        if not spec.enabled:
+            return None
+        return BackfillSettings(
+            scan_period_s=spec.scan_every,
+            # newer intervals may still arrive by push (randomisation, retries, a flush)
+            grace_s=2 * self.interval + self.push.randomisation_start_interval,
+            max_requests_per_scan=spec.max_requests_per_scan,
+        )
+
+    def schedule(self) -> IntervalSchedule:
+        start = self.start.timestamp()
+        return IntervalSchedule(start, start + self.duration, self.interval)
 
     @property
     def meter_count(self) -> int:

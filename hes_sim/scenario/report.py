@@ -74,6 +74,12 @@ class Report(BaseModel):
     commands_failed: int
     commands_expired: int
     reconnection_seconds: Percentiles  # reconnect submitted -> relay confirmed closed
+    commands_by_type: dict[str, dict[str, int]]  # type -> outcome -> count
+    command_duration_seconds: dict[str, Percentiles]  # confirmed commands, by type
+    reads_backfilled: int  # stored from profile reads after the push was lost
+    read_completeness_before_backfill: float
+    meters_online_at_end: int
+    meters_non_communicating: int  # silent past headend.non_communicating_after at the end
     slas: list[SlaResult]
     passed: bool
 
@@ -93,6 +99,9 @@ class Report(BaseModel):
             Figure.RECONNECTION_MAX: self.reconnection_seconds.max,
             Figure.COMMANDS_FAILED: float(self.commands_failed),
             Figure.COMMANDS_EXPIRED: float(self.commands_expired),
+            Figure.READ_COMPLETENESS_BEFORE_BACKFILL: self.read_completeness_before_backfill,
+            Figure.READS_BACKFILLED: float(self.reads_backfilled),
+            Figure.METERS_NON_COMMUNICATING: float(self.meters_non_communicating),
         }
         return figures[figure]
 
@@ -128,8 +137,14 @@ class Report(BaseModel):
             ),
             (
                 f"reads: {self.reads_stored}/{self.reads_expected} stored "
-                f"(completeness {self.read_completeness:.4f}), "
+                f"(completeness {self.read_completeness:.4f}, "
+                f"{self.read_completeness_before_backfill:.4f} before backfill recovered "
+                f"{self.reads_backfilled}), "
                 f"{self.reads_duplicate} duplicate, {self.decode_errors} rejected"
+            ),
+            (
+                f"meters at the end: {self.meters_online_at_end} online, "
+                f"{self.meters_non_communicating} non-communicating"
             ),
             (
                 f"delivery delay (sim s): p50 {d.p50} p95 {d.p95} p99 {d.p99} max {d.max}; "
@@ -143,6 +158,11 @@ class Report(BaseModel):
                 f"confirmed, {self.commands_failed} failed, {self.commands_expired} expired; "
                 f"reconnection (sim s): p50 {r.p50} p95 {r.p95} max {r.max}"
             )
+            for kind, outcomes in sorted(self.commands_by_type.items()):
+                counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+                took = self.command_duration_seconds.get(kind)
+                timing = "" if took is None else f"; confirmed in p50 {took.p50} p95 {took.p95}"
+                lines.append(f"  {kind}: {counts}{timing}")
         for sla in self.slas:
             mark = "PASS" if sla.passed else "FAIL"
             lines.append(

@@ -95,3 +95,14 @@ def test_reconnect_goes_before_reads():
     reconnect = command(CommandType.RECONNECT)
     read = command(CommandType.READ_PROFILE)
     assert sorted([read, reconnect], key=lambda c: c.priority)[0] is reconnect
+
+
+def test_an_attempt_can_say_what_it_does_first():
+    c = command()
+    c.queue(101)
+    c.send(102)
+    c.fail(103, FailureReason.TIMEOUT, POLICY, random.Random(1), "no answer")
+    c.send(200, "reading the relay first")
+    assert c.history[2].detail == "attempt 1"
+    assert c.history[-1].detail == "attempt 2: reading the relay first"
+    assert c.result is None  # until a command has an answer to keep

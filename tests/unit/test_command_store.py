@@ -61,3 +61,23 @@ async def test_open_commands_by_priority_and_terminal_ones_left_out(tmp_path: Pa
         await store.run_sql(partial(commands.save, command=done))
         pending = await store.run_sql(commands.open_commands)
     assert [c.command_id for c in pending] == ["cmd-c", "cmd-r"]
+
+
+async def test_a_result_is_saved_and_loaded_with_the_command(tmp_path: Path):
+    path = tmp_path / "hes.sqlite"
+    async with SqliteStore(path) as store:
+        c = await store.run_sql(
+            partial(commands.insert, command=command("res", CommandType.READ_INSTANTANEOUS))
+        )
+        assert (await store.run_sql(partial(commands.load, command_id="cmd-res"))).result is None  # type: ignore[union-attr]
+        c.queue(11)
+        c.send(12)
+        c.result = {"voltage_v": 231.4, "energy_import_wh": 12345, "meter_time": 1.5e9}
+        c.acknowledge(13, "10 values read")
+        c.confirm(13)
+        await store.run_sql(partial(commands.save, command=c))
+    async with SqliteStore(path) as store:
+        again = await store.run_sql(partial(commands.load, command_id="cmd-res"))
+    assert again is not None
+    assert again.result == {"voltage_v": 231.4, "energy_import_wh": 12345, "meter_time": 1.5e9}
+    assert again.state is CommandState.CONFIRMED

@@ -22,15 +22,17 @@ class FakeMeter:
         self.fail_times = fail_times
         self.error = error
         self.actions = 0
+        self.closed = True  # the relay: opened by the first disconnect that gets through
 
     async def action(self, _ref, _params=None) -> ActionResponse:
         self.actions += 1
         if self.actions <= self.fail_times:
             raise self.error
+        self.closed = False
         return ActionResponse(0xC1, DataAccessResult.SUCCESS)
 
     async def get(self, _ref, _selection=None) -> Data:
-        return Data(Tag.BOOLEAN, False)  # relay open after a disconnect
+        return Data(Tag.BOOLEAN, self.closed)
 
 
 class FakeSessions:

@@ -87,3 +87,27 @@ def test_ht_consumers_see_11kv_and_same_seed_same_grid():
     assert first.dt_of == again.dt_of
     ht = next(m for m in first.meters if m.kind is MeterKind.HT_CT)
     assert 6000 < ht.entry_for(START + 900, 900).average_voltage() < 6600
+
+
+def test_cells_keep_a_dt_with_its_consumers_and_respect_the_size():
+    grid = build_grid(COUNTS, 3, IST, SPEC)
+    cells = grid.place_in_cells(meters_per_cell=20, seed=3)
+    assert set(cells) == {m.meter_id for m in grid.meters}
+    for consumer, dt in grid.dt_of.items():
+        assert cells[consumer] == cells[dt]
+    sizes: dict[str, int] = {}
+    for cell in cells.values():
+        sizes[cell] = sizes.get(cell, 0) + 1
+    largest_dt_group = max(list(grid.dt_of.values()).count(dt) + 1 for dt in grid.dt_of.values())
+    assert max(sizes.values()) <= max(20, largest_dt_group)
+    assert len(sizes) > 1
+    assert grid.feeder_above(next(iter(grid.dt_of))) in {
+        m.meter_id for m in grid.meters if m.kind is MeterKind.FEEDER
+    }
+
+
+def test_cells_without_a_grid_are_seeded():
+    plain = build_grid(COUNTS, 3, IST, None)
+    assert plain.place_in_cells(10, seed=1) == plain.place_in_cells(10, seed=1)
+    assert plain.place_in_cells(10, seed=1) != plain.place_in_cells(10, seed=2)
+    assert len(set(plain.place_in_cells(10, seed=1).values())) == 6  # 53 meters, 10 a cell

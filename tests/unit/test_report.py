@@ -39,6 +39,12 @@ def make_report(**changes) -> Report:
         "commands_failed": 0,
         "commands_expired": 0,
         "reconnection_seconds": Percentiles(p50=None, p95=None, p99=None, max=None),
+        "commands_by_type": {},
+        "command_duration_seconds": {},
+        "reads_backfilled": 0,
+        "read_completeness_before_backfill": 1.0,
+        "meters_online_at_end": 10,
+        "meters_non_communicating": 0,
         "slas": [],
         "passed": False,
     }

@@ -88,3 +88,19 @@ def test_sla_check(op: str, measured: float | None, holds: bool):
 def test_invalid_command_events_are_refused(tmp_path: Path, commands: str, message: str):
     with pytest.raises(ScenarioError, match=message):
         load_scenario(write(tmp_path, VALID + f"commands: {commands}\n"))
+
+
+def test_command_event_parameters_are_checked_at_load(tmp_path):
+    body = """
+name: p
+time_scale: 60
+start: 2026-11-28T00:00:00+05:30
+duration: 1h
+fleet: {single_phase: 2}
+commands:
+  - {at: 10m, action: push_setup, share: 0.5, parameters: {number_of_retries: 999}}
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(body)
+    with pytest.raises(ScenarioError, match=r"commands\.0.*number_of_retries"):
+        load_scenario(path)

@@ -101,6 +101,7 @@ class Command:
     next_attempt_at: float = 0.0
     failure: FailureReason | None = None
     history: list[Transition] = field(default_factory=list)
+    result: dict[str, object] | None = None  # what the meter answered (JSON-ready), when done
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -125,9 +126,9 @@ class Command:
     def queue(self, at: float, detail: str = "") -> None:
         self._move(S.QUEUED, at, detail)
 
-    def send(self, at: float) -> None:
+    def send(self, at: float, detail: str = "") -> None:
         self.attempts += 1
-        self._move(S.SENT, at, f"attempt {self.attempts}")
+        self._move(S.SENT, at, f"attempt {self.attempts}" + (f": {detail}" if detail else ""))
 
     def acknowledge(self, at: float, detail: str = "") -> None:
         self._move(S.ACKNOWLEDGED, at, detail)

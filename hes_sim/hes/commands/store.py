@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS commands (
     state           TEXT NOT NULL,
     attempts        INTEGER NOT NULL,
     next_attempt_at REAL NOT NULL,
-    failure         TEXT
+    failure         TEXT,
+    result          TEXT            -- JSON, NULL until the command has one
 );
 CREATE INDEX IF NOT EXISTS commands_open ON commands (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS command_transitions (
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS command_transitions (
 """
 _COLUMNS = (
     "command_id, meter_id, type, idempotency_key, parameters, created_at, deadline, state,"
-    " attempts, next_attempt_at, failure"
+    " attempts, next_attempt_at, failure, result"
 )
 _TERMINAL = tuple(state.value for state in TERMINAL)
 
@@ -63,7 +64,7 @@ def insert(db: sqlite3.Connection, command: Command) -> Command:
         return _load(db, existing)
     with _transaction(db):
         db.execute(
-            f"INSERT INTO commands ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO commands ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             _row(command),
         )
         _append_transitions(db, command, 0)
@@ -77,13 +78,14 @@ def save(db: sqlite3.Connection, command: Command) -> None:
     ).fetchone()[0]
     with _transaction(db):
         db.execute(
-            "UPDATE commands SET state = ?, attempts = ?, next_attempt_at = ?, failure = ?"
-            " WHERE command_id = ?",
+            "UPDATE commands SET state = ?, attempts = ?, next_attempt_at = ?, failure = ?,"
+            " result = ? WHERE command_id = ?",
             (
                 command.state.value,
                 command.attempts,
                 command.next_attempt_at,
                 command.failure.value if command.failure else None,
+                _json_or_null(command.result),
                 command.command_id,
             ),
         )
@@ -133,7 +135,12 @@ def _row(command: Command) -> tuple[object, ...]:
         command.attempts,
         command.next_attempt_at,
         command.failure.value if command.failure else None,
+        _json_or_null(command.result),
     )
+
+
+def _json_or_null(value: dict[str, object] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
 
 
 def _append_transitions(db: sqlite3.Connection, command: Command, stored: int) -> None:
@@ -150,7 +157,7 @@ def _append_transitions(db: sqlite3.Connection, command: Command, stored: int) -
 
 def _load(db: sqlite3.Connection, row: tuple[Any, ...]) -> Command:
     (command_id, meter_id, kind, key, parameters, created, deadline, state, attempts,
-     next_at, failure) = row  # fmt: skip
+     next_at, failure, result) = row  # fmt: skip
     history = [
         Transition(CommandState(s), float(at), detail)
         for s, at, detail in db.execute(
@@ -171,4 +178,5 @@ def _load(db: sqlite3.Connection, row: tuple[Any, ...]) -> Command:
         next_attempt_at=float(next_at),
         failure=FailureReason(str(failure)) if failure else None,
         history=history,
+        result=None if result is None else json.loads(str(result)),
     )

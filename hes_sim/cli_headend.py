@@ -1,0 +1,98 @@
+"""``hes-sim headend``: a head-end on its own, against a broker its meters already use."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.errors import HesSimError, ScenarioError
+from hes_sim.hes.node import ApiOptions
+from hes_sim.runner.headend import HeadEndProcessOptions, serve_headend
+from hes_sim.scenario.model import Scenario, load_scenario
+from hes_sim.settings import Settings
+
+EXIT_STOPPED, EXIT_UNUSABLE = 0, 2
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    headend = commands.add_parser(
+        "headend",
+        help="run a head-end on its own (ingest, commands, backfill, operator API) until stopped",
+    )
+    headend.add_argument("--broker", help="mqtt://host:port (default: HES_BROKER_URL)")
+    headend.add_argument(
+        "--db", type=Path, help="SQLite file, kept across restarts (default: HES_DB_PATH)"
+    )
+    headend.add_argument(
+        "--scenario", type=Path, help="know this scenario's fleet, time model and settings"
+    )
+    headend.add_argument(
+        "--wall-anchor",
+        type=float,
+        help="Unix time at which the scenario's start was on the wall clock (default: now); "
+        "give a fleet started elsewhere the same anchor so both agree on simulated time",
+    )
+    headend.add_argument("--api-port", type=int, help="operator API port (default: HES_API_PORT)")
+    headend.add_argument("--metrics-port", type=int, help="/metrics port (default: free)")
+
+
+def headend_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        options = _options(args, settings)
+    except (HesSimError, ValueError) as exc:
+        print(f"hes-sim headend: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        asyncio.run(_until_stopped(options))
+    except KeyboardInterrupt:
+        pass
+    except (HesSimError, OSError) as exc:
+        print(f"hes-sim headend: stopped: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    return EXIT_STOPPED
+
+
+async def _until_stopped(options: HeadEndProcessOptions) -> None:
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - asyncio.run runs a task
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await serve_headend(options)
+    except asyncio.CancelledError:
+        sys.stderr.write("hes-sim headend: stopped; open commands stay in the store\n")
+
+
+def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOptions:
+    broker_url = args.broker or settings.broker_url
+    if not broker_url:
+        raise ScenarioError("give --broker mqtt://host:port or set HES_BROKER_URL")
+    db_path = args.db or settings.db_path
+    if db_path is None:
+        raise ScenarioError("give --db FILE or set HES_DB_PATH: the head-end keeps its state there")
+    if settings.fleet_secret is None:
+        raise ScenarioError("set HES_FLEET_SECRET to the secret the meters' keys derive from")
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        sys.stderr.write(f"HES_API_TOKEN was not set; this head-end's API token: {token}\n")
+    scenario: Scenario | None = None if args.scenario is None else load_scenario(args.scenario)
+    return HeadEndProcessOptions(
+        broker=BrokerAddress.parse(broker_url),
+        db_path=db_path,
+        fleet_secret=settings.fleet_secret.get_secret_value().encode(),
+        api=ApiOptions(
+            token=token,
+            host=settings.api_host,
+            port=settings.api_port if args.api_port is None else args.api_port,
+        ),
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
+        scenario=scenario,
+        wall_anchor=args.wall_anchor,
+    )

@@ -1,0 +1,73 @@
+"""Which due commands may start now. Pure: the dispatcher asks, then reports each end.
+
+Three limits hold at once: ``concurrency`` commands in flight in all, one per meter (a
+meter serves one association for the head-end), and ``per_cell_limit`` among the meters of
+one cell, so a wave of commands does not storm one cell's radio while the others idle.
+A meter with no cell (``cell_of`` gives None) counts against the first two only.
+Reconnects go first, then by age, so a reconnect takes the next free slot of its cell.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from hes_sim.hes.commands.lifecycle import Command
+
+
+class Slots:
+    def __init__(
+        self,
+        concurrency: int,
+        per_cell_limit: int,
+        cell_of: Callable[[str], str | None],
+    ) -> None:
+        if concurrency < 1 or per_cell_limit < 1:
+            raise ValueError("concurrency and per_cell_limit must be at least 1")
+        self._concurrency = concurrency
+        self._per_cell_limit = per_cell_limit
+        self._cell_of = cell_of
+        self._busy_meters: set[str] = set()
+        self._running: dict[str, tuple[str, str | None]] = {}  # command id -> (meter, cell)
+        self._per_cell: Counter[str] = Counter()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def is_running(self, command_id: str) -> bool:
+        return command_id in self._running
+
+    def in_cell(self, cell: str) -> int:
+        return self._per_cell[cell]
+
+    def take(self, due: Iterable[Command]) -> list[Command]:
+        """The commands of ``due`` that start now, their slots taken."""
+        started: list[Command] = []
+        for command in sorted(due, key=lambda c: (c.priority, c.created_at)):
+            if len(self._running) >= self._concurrency:
+                break
+            if command.meter_id in self._busy_meters or command.command_id in self._running:
+                continue
+            # asked once per start and kept: a cell map that changes meanwhile cannot
+            # make the count go wrong
+            cell = self._cell_of(command.meter_id)
+            if cell is not None and self._per_cell[cell] >= self._per_cell_limit:
+                continue  # a later command of another cell may still start
+            self._busy_meters.add(command.meter_id)
+            self._running[command.command_id] = (command.meter_id, cell)
+            if cell is not None:
+                self._per_cell[cell] += 1
+            started.append(command)
+        return started
+
+    def release(self, command_id: str) -> None:
+        taken = self._running.pop(command_id, None)
+        if taken is None:
+            return
+        meter_id, cell = taken
+        self._busy_meters.discard(meter_id)
+        if cell is not None:
+            self._per_cell[cell] -= 1
+            if not self._per_cell[cell]:
+                del self._per_cell[cell]

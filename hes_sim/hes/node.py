@@ -1,0 +1,205 @@
+"""One head-end, whole: store, ingest, presence, commands, backfill, operator API.
+
+The composition roots (``hes-sim run`` and ``hes-sim headend``) build one of these; it
+is an async context manager that opens its parts in order and closes them in reverse,
+so a head-end stopped at any point leaves its store consistent for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import SimClock
+from hes_sim.errors import BrokerError
+from hes_sim.events import EventBus
+from hes_sim.hes import inventory as register
+from hes_sim.hes.api.server import ApiServer
+from hes_sim.hes.backfill import Backfill, BackfillSettings
+from hes_sim.hes.commands.dispatcher import CommandDispatcher
+from hes_sim.hes.counter_store import PersistentCounter
+from hes_sim.hes.desk import OperatorDesk
+from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.inventory import Inventory, MeterInfo
+from hes_sim.hes.meter_sessions import Exchange, MeterSessions
+from hes_sim.hes.metrics import NodeGauges
+from hes_sim.hes.operations import DEFAULT_SILENCE_S
+from hes_sim.hes.service import HeadEnd, SilencePolicy
+from hes_sim.hes.store import SqliteStore
+from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.schedule import IntervalSchedule
+
+log = structlog.get_logger(__name__)
+
+SUBSCRIBE_TIMEOUT_S = 15.0
+ANSWER_TIMEOUT_SIM_S = 120.0  # how long the head-end waits for a meter's answer
+ANSWER_TIMEOUT_WALL_MIN_S = 2.0  # but never less than this on the wall clock
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    token: str
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    broker: BrokerAddress
+    db_path: Path
+    keyring: FleetKeyring
+    tz: timezone
+    require_ciphered: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    api: ApiOptions | None = None  # None: no operator API
+    silence_s: float | None = None  # simulated; None: trust state topics and last wills only
+    command_concurrency: int = 32
+    per_cell_command_limit: int = 8
+    non_communicating_after_s: float = DEFAULT_SILENCE_S
+    # the meters' interval schedule: what backfill expects; None (or no settings): no backfill
+    schedule: IntervalSchedule | None = None
+    backfill: BackfillSettings | None = None
+    seed: int = 0
+    client_id: str = "hes-ingest-1"
+
+
+class HeadEndNode:
+    def __init__(
+        self,
+        options: NodeOptions,
+        clock: SimClock,
+        bus: EventBus,
+        meters: list[MeterInfo] | None = None,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.bus = bus
+        self._meters = meters or []
+        self.inventory = Inventory()
+        self._stack = contextlib.AsyncExitStack()
+        self._api: ApiServer | None = None
+        self.backfill: Backfill | None = None
+
+    @property
+    def api_url(self) -> str | None:
+        return None if self._api is None else self._api.url
+
+    async def __aenter__(self) -> Self:
+        options, clock, bus = self.options, self.clock, self.bus
+        try:
+            self.store = await self._stack.enter_async_context(SqliteStore(options.db_path))
+            if self._meters:
+                await self.store.run_sql(lambda db: register.register(db, self._meters))
+            self.inventory.add(await self.store.run_sql(register.load))
+            policy = PushPolicy(keyring=options.keyring, require_ciphered=options.require_ciphered)
+            silence = None
+            if options.silence_s is not None:
+                # look a few times per threshold, on the wall clock of this run
+                every = clock.wall_seconds(options.silence_s) / 4
+                silence = SilencePolicy(options.silence_s, every)
+            self.hes = HeadEnd(
+                options.broker,
+                self.store,
+                clock,
+                bus,
+                policy=policy,
+                client_id=options.client_id,
+                metrics_host=options.metrics_host,
+                metrics_port=options.metrics_port,
+                silence=silence,
+            )
+            for meter_id, at in (await self.store.run_sql(register.last_seen)).items():
+                self.hes.presence.seen_before(meter_id, at)
+            await self._stack.enter_async_context(self.hes)
+            counter = PersistentCounter(self.store)
+            await counter.load()
+            self.sessions = MeterSessions(self._exchange(), options.keyring, counter)
+            self.dispatcher = CommandDispatcher(
+                self.store,
+                self.sessions,
+                self.hes.presence,
+                clock,
+                bus,
+                concurrency=options.command_concurrency,
+                seed=options.seed,
+                tz=options.tz,
+                cell_of=self.inventory.cell_of,
+                per_cell_limit=options.per_cell_command_limit,
+            )
+            self.desk = OperatorDesk(
+                store=self.store,
+                inventory=self.inventory,
+                presence=self.hes.presence,
+                dispatcher=self.dispatcher,
+                clock=clock,
+                bus=bus,
+                broker_connected=self.hes.subscribed.is_set,
+                ingest_queue_depth=lambda: self.hes.queue_depth,
+            )
+            await self._stack.enter_async_context(self.dispatcher)
+            self.hes.registry.register(
+                NodeGauges(
+                    open_commands=self.dispatcher.open_by_state,
+                    meters_known=self.desk.meters_known,
+                    meters_silent=lambda: self.desk.silent_count(options.non_communicating_after_s),
+                    silent_after_s=options.non_communicating_after_s,
+                )
+            )
+            if options.schedule is not None and options.backfill is not None:
+                self.backfill = Backfill(
+                    self.store, self.dispatcher, self.hes.presence, clock, bus,
+                    schedule=options.schedule, settings=options.backfill,
+                    meters=self._fleet,
+                )  # fmt: skip
+                await self._stack.enter_async_context(self.backfill)
+            if options.api is not None:
+                api = ApiServer(
+                    self.desk, options.api.token, options.tz,
+                    host=options.api.host, port=options.api.port,
+                )  # fmt: skip
+                self._api = await self._stack.enter_async_context(api)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _fleet(self) -> list[str]:
+        """The meters backfill looks after: the register, or those heard from without one."""
+        if len(self.inventory):
+            return [info.meter_id for info in self.inventory.all()]
+        return self.hes.presence.known()
+
+    async def wait_subscribed(self) -> None:
+        try:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                await self.hes.subscribed.wait()
+        except TimeoutError:
+            raise BrokerError(
+                f"the head-end could not subscribe at {self.options.broker}"
+            ) from None
+
+    def _exchange(self) -> Exchange:
+        """Requests to meters through the head-end, answers awaited a bounded time."""
+        timeout = max(ANSWER_TIMEOUT_WALL_MIN_S, self.clock.wall_seconds(ANSWER_TIMEOUT_SIM_S))
+
+        async def exchange(meter_id: str, apdu: bytes) -> bytes:
+            return await self.hes.exchange(meter_id, apdu, timeout)
+
+        return exchange
