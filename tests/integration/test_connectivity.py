@@ -59,8 +59,10 @@ async def test_a_silent_meter_goes_offline_and_is_the_only_one_reported(
         fleet.start(RunPlan(IntervalSchedule(START, START + 6 * H, H)))
         # the others push on; the silent one is dropped from presence for silence
         await events.until(
-            lambda ev: any(isinstance(e, MeterOffline) and e.meter_id == SILENT for e in ev)
-            and sum(isinstance(e, ReadStored) for e in ev) >= 2 * 4,
+            lambda ev: (
+                any(isinstance(e, MeterOffline) and e.meter_id == SILENT for e in ev)
+                and sum(isinstance(e, ReadStored) for e in ev) >= 2 * 4
+            ),
             30,
         )
         assert node.hes.presence.online == 2
