@@ -20,12 +20,13 @@ from pydantic import ValidationError
 
 from hes_sim import __version__, cli_headend
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.cli_operator import OPERATOR_COMMANDS, add_operator_parsers, run_operator
+from hes_sim.cli_errors import start_failures
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.hes.node import ApiOptions
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.meter import CONSUMER_KINDS, MeterKind
+from hes_sim.operator_cli import OPERATOR_COMMANDS, add_operator_parsers, run_operator
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.gateway import run_gateway
 from hes_sim.runner.run import RunOptions, run_scenario
@@ -185,7 +186,7 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
         report = asyncio.run(_stoppable(run_scenario(scenario, options)))
     except (HesSimError, OSError, ExceptionGroup) as exc:
         # errors raised inside a TaskGroup arrive wrapped in an ExceptionGroup
-        reasons = _start_failures(exc)
+        reasons = start_failures(exc)
         if reasons is None:
             raise
         print(f"hes-sim: the run could not start or finish: {reasons}", file=sys.stderr)
@@ -213,26 +214,6 @@ async def _stoppable(run: Coroutine[Any, Any, T]) -> T:
         return await run
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-
-
-def _start_failures(exc: BaseException) -> str | None:
-    """The messages of the expected failures in ``exc``; None if it holds anything else."""
-    if isinstance(exc, BaseExceptionGroup):
-        matched, rest = exc.split((HesSimError, OSError))
-        if matched is None or rest is not None:
-            return None
-        leaves: list[BaseException] = []
-        _flatten(matched, leaves)
-        return "; ".join(str(leaf) for leaf in leaves)
-    return str(exc)
-
-
-def _flatten(exc: BaseException, into: list[BaseException]) -> None:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            _flatten(inner, into)
-    else:
-        into.append(exc)
 
 
 if __name__ == "__main__":

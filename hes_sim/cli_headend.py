@@ -10,13 +10,16 @@ import sys
 from pathlib import Path
 
 from hes_sim.broker_address import BrokerAddress
+from hes_sim.cli_errors import start_failures
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.hes.node import ApiOptions
+from hes_sim.keyring import FleetKeyring
 from hes_sim.runner.headend import HeadEndProcessOptions, serve_headend
 from hes_sim.scenario.model import Scenario, load_scenario
 from hes_sim.settings import Settings
 
 EXIT_STOPPED, EXIT_UNUSABLE = 0, 2
+STOPPED = "hes-sim headend: stopped; open commands stay in the store"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,11 +52,15 @@ def headend_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_UNUSABLE
     try:
         asyncio.run(_until_stopped(options))
-    except KeyboardInterrupt:
-        pass
-    except (HesSimError, OSError) as exc:
-        print(f"hes-sim headend: stopped: {exc}", file=sys.stderr)
+    except (HesSimError, OSError, ExceptionGroup) as exc:
+        # errors raised inside the head-end's task groups arrive wrapped in an ExceptionGroup
+        reasons = start_failures(exc)
+        if reasons is None:
+            raise
+        print(f"hes-sim headend: stopped: {reasons}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM
+        print(STOPPED, file=sys.stderr)
     return EXIT_STOPPED
 
 
@@ -61,11 +68,12 @@ async def _until_stopped(options: HeadEndProcessOptions) -> None:
     task = asyncio.current_task()
     assert task is not None  # noqa: S101 - asyncio.run runs a task
     loop = asyncio.get_running_loop()
+    # SIGTERM stops the head-end as Ctrl-C does: its task is cancelled, it closes in order
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await serve_headend(options)
-    except asyncio.CancelledError:
-        sys.stderr.write("hes-sim headend: stopped; open commands stay in the store\n")
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOptions:
@@ -77,6 +85,8 @@ def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOpti
         raise ScenarioError("give --db FILE or set HES_DB_PATH: the head-end keeps its state there")
     if settings.fleet_secret is None:
         raise ScenarioError("set HES_FLEET_SECRET to the secret the meters' keys derive from")
+    fleet_secret = settings.fleet_secret.get_secret_value().encode()
+    FleetKeyring(fleet_secret)  # refuses a secret too short (ValueError) before anything starts
     token = settings.api_token.get_secret_value() if settings.api_token else None
     if token is None:
         token = secrets.token_urlsafe(24)
@@ -85,7 +95,7 @@ def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOpti
     return HeadEndProcessOptions(
         broker=BrokerAddress.parse(broker_url),
         db_path=db_path,
-        fleet_secret=settings.fleet_secret.get_secret_value().encode(),
+        fleet_secret=fleet_secret,
         api=ApiOptions(
             token=token,
             host=settings.api_host,

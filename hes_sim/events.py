@@ -118,6 +118,29 @@ class ReadsRecovered:
     count_new: int
 
 
+@dataclass(frozen=True, slots=True)
+class LinkAttached:
+    """A meter's connection got through the simulated 4G link to the broker."""
+
+    meter_id: str
+    attach_s: float  # simulated seconds, TCP accept at the proxy -> broker connected
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRejected:
+    """The simulated network refused a meter's connection (no bearer): it was dropped."""
+
+    meter_id: str
+    reason: str  # a RejectReason value: no_power, cell_down, no_coverage, congested
+
+
+@dataclass(frozen=True, slots=True)
+class LinkBlackHoled:
+    """A meter's connection went dead: no bytes pass either way, no close is seen."""
+
+    meter_id: str
+
+
 Event = (
     MeterConnected
     | MeterLinkLost
@@ -134,6 +157,9 @@ Event = (
     | CommandFinished
     | ReadsRecovered
     | BackfillRequested
+    | LinkAttached
+    | AttachRejected
+    | LinkBlackHoled
 )
 Handler = Callable[[Event], None]
 

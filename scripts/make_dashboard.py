@@ -36,11 +36,12 @@ PANELS = [
     ("Open commands by state (queued: waiting for the meter)",
      "sum by (state) (hes_commands_open)", "timeseries", "short"),
     ("Meters non-communicating", "hes_meters_non_communicating", "stat", "short"),
+    ("Meters offline (known, not online)", "hes_meters_offline", "timeseries", "short"),
     ("Meters going online / offline",
      "sum by (state) (increase(hes_meter_presence_changes_total[15m]))", "timeseries", "short"),
     ("Backfill: intervals requested and reads recovered",
-     ("increase(hes_backfill_intervals_requested_total[15m]) or "
-      "increase(hes_backfill_reads_recovered_total[15m])"), "timeseries", "short"),
+     ["increase(hes_backfill_intervals_requested_total[15m])",
+      "increase(hes_backfill_reads_recovered_total[15m])"], "timeseries", "short"),
     ("Meters known", "hes_meters_known", "stat", "short"),
     ("Broker sessions (reconnects)", "hes_broker_sessions_total", "stat", "short"),
 ]  # fmt: skip
@@ -57,7 +58,10 @@ def dashboard() -> dict[str, object]:
                 "datasource": DS,
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
                 "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [{"refId": "A", "datasource": DS, "expr": expr}],
+                "targets": [
+                    {"refId": chr(ord("A") + n), "datasource": DS, "expr": one}
+                    for n, one in enumerate([expr] if isinstance(expr, str) else expr)
+                ],
             }
         )
     return {

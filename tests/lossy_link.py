@@ -71,3 +71,6 @@ class _LossyLink:
 
     def receive(self) -> AsyncIterator[bytes]:
         return self._link.receive()
+
+    def abandon(self) -> None:
+        self._link.abandon()

@@ -31,10 +31,13 @@ from hes_sim.hes.operations import (
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
 from hes_sim.hes.store import SqliteStore, read_from_row
+from hes_sim.meter_sim.event_logs import EventCode
 from hes_sim.scenario.report import percentile
 
-# IS 15959 control events: load switch disconnected / connected
-RELAY_EVENTS = {201: RelayState.DISCONNECTED, 202: RelayState.CONNECTED}
+RELAY_EVENTS: dict[int, RelayState] = {
+    EventCode.LOAD_SWITCH_DISCONNECTED: RelayState.DISCONNECTED,
+    EventCode.LOAD_SWITCH_CONNECTED: RelayState.CONNECTED,
+}
 RELAY_COMMANDS = {"disconnect": RelayState.DISCONNECTED, "reconnect": RelayState.CONNECTED}
 _OPEN = tuple(s.value for s in CommandState if s not in TERMINAL)
 

@@ -145,10 +145,12 @@ class NodeGauges(Collector):
         *,
         open_commands: Callable[[], Mapping[str, int]],
         meters_known: Callable[[], int],
+        meters_online: Callable[[], int],
         meters_silent: Callable[[], int],
         silent_after_s: float,
     ) -> None:
         self._open_commands = open_commands
+        self._meters_online = meters_online
         self._meters_known = meters_known
         self._meters_silent = meters_silent
         self._silent_after_s = silent_after_s
@@ -162,10 +164,15 @@ class NodeGauges(Collector):
         for state, count in sorted(self._open_commands().items()):
             by_state.add_metric([state], count)
         yield by_state
+        known = self._meters_known()
         yield GaugeMetricFamily(
-            "hes_meters_known", "Meters in the asset register or heard from",
-            value=self._meters_known(),
-        )  # fmt: skip
+            "hes_meters_known", "Meters in the asset register or heard from", value=known
+        )
+        yield GaugeMetricFamily(
+            "hes_meters_offline",
+            "Meters known but not online (offline, or not heard from since the start)",
+            value=max(0, known - self._meters_online()),
+        )
         yield GaugeMetricFamily(
             "hes_meters_non_communicating",
             f"Meters silent for at least {self._silent_after_s:.0f} simulated seconds",

@@ -150,6 +150,7 @@ class HeadEndNode:
                 NodeGauges(
                     open_commands=self.dispatcher.open_by_state,
                     meters_known=self.desk.meters_known,
+                    meters_online=lambda: self.hes.presence.online,
                     meters_silent=lambda: self.desk.silent_count(options.non_communicating_after_s),
                     silent_after_s=options.non_communicating_after_s,
                 )

@@ -26,6 +26,14 @@ class InvalidRequestError(HesSimError):
     """A request the head-end refuses before doing anything (bad parameters)."""
 
 
+class IdempotencyConflictError(InvalidRequestError):
+    """An idempotency key already used for another request (meter, type or parameters)."""
+
+    def __init__(self, message: str, *, command_id: str) -> None:
+        super().__init__(message)
+        self.command_id = command_id  # the command first stored under the key
+
+
 class Connectivity(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"

@@ -47,16 +47,23 @@ class MeterPresence:
         self.online = 0
 
     def update(
-        self, meter_id: str, state: MeterState, cause: OfflineCause = OfflineCause.STATE_TOPIC
+        self,
+        meter_id: str,
+        state: MeterState,
+        cause: OfflineCause = OfflineCause.STATE_TOPIC,
+        *,
+        heard: bool = True,
     ) -> bool:
-        """Record ``state`` for the meter; True when it is a change."""
+        """Record ``state`` for the meter; True when it is a change. ``heard`` False: the
+        broker replayed a retained state, which says nothing of when the meter last spoke."""
         now = self._clock.now()
         current = self._meters.get(meter_id)
         if current is None:
-            self._meters[meter_id] = Presence(state, now, now, now)
+            last_seen = now if heard else self.started_at
+            self._meters[meter_id] = Presence(state, now, now, last_seen)
             self.online += state is MeterState.ONLINE
             return True
-        if state is MeterState.ONLINE:
+        if state is MeterState.ONLINE and heard:
             current.last_seen = now
         if current.state is state and current.state_known:
             return False

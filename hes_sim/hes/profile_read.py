@@ -6,6 +6,10 @@ the ``ReadRecord`` the push path builds (same layout, same validation, same
 ``read_instantaneous`` reads the instantaneous profile into values named after what
 they are. Both first read the profile's capture objects and its scaler profile: a meter
 whose profile is not laid out as the head-end expects is refused, never misread.
+
+Whatever the meter answers, a malformed answer raises ``ProfileReadError`` or
+``CodecError`` (both ``HesSimError``: the dispatcher's retriable ``bad_answer``), never a
+ValueError or the like, which the dispatcher takes for a bug of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ log = structlog.get_logger(__name__)
 PROFILE_CLASS = 7
 BUFFER, CAPTURE_OBJECTS = 2, 3  # profile generic attributes
 RANGE_SELECTOR = 1
+SCALER_RANGE = (-128, 127)  # a scaler is an A-XDR integer: 10**scaler stays a sane number
 
 
 class ProfileObis(StrEnum):
@@ -82,6 +87,14 @@ class ProfileReadError(HesSimError):
     """The meter's profile is not laid out as expected, or its rows do not match it."""
 
 
+def _fields(value: Data, count: int, what: str) -> tuple[Data, ...]:
+    """The ``count`` items of a structure the meter sent, or ProfileReadError."""
+    items = value.items
+    if len(items) != count:
+        raise ProfileReadError(f"{what} of {len(items)} values, expected {count}")
+    return items
+
+
 @dataclass(frozen=True, slots=True)
 class Capture:
     """One capture-object definition: which attribute of which object a column holds."""
@@ -118,7 +131,7 @@ async def capture_objects(meter: MeterConnection, profile: str) -> list[Capture]
 
 
 def _capture(definition: Data) -> Capture:
-    class_id, name, attribute, _data_index = definition.items
+    class_id, name, attribute, _data_index = _fields(definition, 4, "a capture object")
     if len(name.bytes_value) != 6:
         raise CodecError("type_unmatched", f"a logical name of {len(name.bytes_value)} octets")
     return Capture(class_id.int_value, dotted(name.bytes_value), attribute.int_value)
@@ -133,7 +146,9 @@ async def scalers(meter: MeterConnection, scaler_profile: str) -> dict[str, tupl
         raise ProfileReadError(f"{scaler_profile} does not hold one row of {len(columns)} values")
     found: dict[str, tuple[int, Unit]] = {}
     for column, pair in zip(columns, rows[0].items, strict=True):
-        scaler, unit = pair.items
+        scaler, unit = _fields(pair, 2, f"{scaler_profile}, {column.obis}: a scaler and unit")
+        if not SCALER_RANGE[0] <= scaler.int_value <= SCALER_RANGE[1]:
+            raise ProfileReadError(f"{scaler_profile}, {column.obis}: scaler {scaler.int_value}")
         try:
             found[column.obis] = (scaler.int_value, Unit(unit.int_value))
         except ValueError as exc:  # a unit code this head-end does not know

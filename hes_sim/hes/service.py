@@ -32,11 +32,11 @@ from hes_sim.events import (
     MeterOffline,
     MeterOnline,
 )
-from hes_sim.hes.http_metrics import MetricsServer
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
 from hes_sim.hes.metrics import HesMetrics
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import ReadStore
+from hes_sim.http_metrics import MetricsServer
 from hes_sim.protocols import topics, wrapper
 from hes_sim.protocols.topics import Channel, MeterState
 
@@ -159,7 +159,7 @@ class HeadEnd:
                     self._bus.emit(HeadEndSubscribed(str(self._broker), sessions))
                     log.info("hes_subscribed", broker=str(self._broker), client_id=self._client_id)
                     async for message in client.messages:
-                        await self._route(str(message.topic), message.payload)
+                        await self._route(str(message.topic), message.payload, message.retain)
             except aiomqtt.MqttError as exc:
                 self._client = None
                 self.subscribed.clear()
@@ -172,7 +172,7 @@ class HeadEnd:
                 )
                 await asyncio.sleep(delay)
 
-    async def _route(self, topic_name: str, payload: object) -> None:
+    async def _route(self, topic_name: str, payload: object, retained: bool = False) -> None:
         try:
             meter_id, channel = topics.parse(topic_name)
         except CodecError as exc:
@@ -187,7 +187,7 @@ class HeadEnd:
         elif channel is Channel.UP:
             await self._queue.put(InboundPush(meter_id, data, self._clock.now()))
         elif channel is Channel.STATE:
-            self._on_state(meter_id, data)
+            self._on_state(meter_id, data, retained=retained)
 
     async def exchange(self, meter_id: str, apdu: bytes, timeout_s: float) -> bytes:
         """Send one request APDU to a meter and wait (wall seconds) for its answer."""
@@ -222,14 +222,14 @@ class HeadEnd:
             return
         waiting.set_result(apdu)
 
-    def _on_state(self, meter_id: str, data: bytes) -> None:
+    def _on_state(self, meter_id: str, data: bytes, *, retained: bool) -> None:
         try:
             state = MeterState(data.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             self._bus.emit(DecodeFailed("state_payload", meter_id))
             log.warning("state_rejected", meter_id=meter_id, payload=data[:32].hex())
             return
-        if self.presence.update(meter_id, state):
+        if self.presence.update(meter_id, state, heard=not retained):
             self._bus.emit(
                 MeterOnline(meter_id) if state is MeterState.ONLINE else MeterOffline(meter_id)
             )

@@ -23,8 +23,11 @@ T = TypeVar("T")
 
 
 class ReadStore(Protocol):
-    async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
-        """Store each read once; True where stored now, False where it was a duplicate."""
+    async def add_reads(
+        self, reads: Sequence[ReadRecord], stored_at: float, *, recovered: bool = False
+    ) -> list[bool]:
+        """Store each read once; True where stored now, False where it was a duplicate.
+        ``recovered``: read back from the meter's profile after its push was lost."""
         ...
 
     async def add_events(self, events: Sequence[EventRecord], stored_at: float) -> list[bool]:
@@ -35,8 +38,10 @@ class ReadStore(Protocol):
 
     async def count_reads(self) -> int: ...
 
+    async def count_recovered(self) -> int: ...
+
     async def delivery_delays(self) -> list[float]:
-        """Simulated seconds from interval end to stored, for every stored read."""
+        """Simulated seconds from interval end to stored, for every pushed read."""
         ...
 
     async def reads_for(self, meter_id: str) -> list[ReadRecord]: ...
@@ -56,6 +61,7 @@ CREATE TABLE IF NOT EXISTS block_load_reads (
     registers    TEXT    NOT NULL,  -- JSON: every captured register, raw
     received_at  REAL    NOT NULL,
     stored_at    REAL    NOT NULL,
+    recovered    INTEGER NOT NULL DEFAULT 0,  -- 1: read back by backfill, not pushed
     PRIMARY KEY (meter_id, interval_end)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meter_events (
@@ -72,8 +78,8 @@ CREATE TABLE IF NOT EXISTS meter_events (
 
 INSERT = """
 INSERT INTO block_load_reads (meter_id, interval_end, layout, voltage_v, current_a,
-    wh_import, wh_export, vah_import, vah_export, registers, received_at, stored_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    wh_import, wh_export, vah_import, vah_export, registers, received_at, stored_at, recovered)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (meter_id, interval_end) DO NOTHING
 """
 INSERT_EVENT = """
@@ -132,8 +138,10 @@ class SqliteStore:
             raise StoreError("the store is not open")
         return self._db
 
-    async def add_reads(self, reads: Sequence[ReadRecord], stored_at: float) -> list[bool]:
-        rows = [_row(r, stored_at) for r in reads]
+    async def add_reads(
+        self, reads: Sequence[ReadRecord], stored_at: float, *, recovered: bool = False
+    ) -> list[bool]:
+        rows = [(*_row(r, stored_at), int(recovered)) for r in reads]
         try:
             return await self._run(lambda: self._insert(INSERT, rows))
         except sqlite3.Error as exc:
@@ -178,9 +186,21 @@ class SqliteStore:
 
         return await self._run(count)
 
+    async def count_recovered(self) -> int:
+        """Reads stored from profile reads (backfill), not from pushes."""
+
+        def count() -> int:
+            query = "SELECT count(*) FROM block_load_reads WHERE recovered = 1"
+            return int(self._conn().execute(query).fetchone()[0])
+
+        return await self._run(count)
+
     async def delivery_delays(self) -> list[float]:
         def delays() -> list[float]:
-            rows = self._conn().execute("SELECT stored_at - interval_end FROM block_load_reads")
+            # a pushed read's delay; reads recovered by backfill are hours late by nature
+            rows = self._conn().execute(
+                "SELECT stored_at - interval_end FROM block_load_reads WHERE recovered = 0"
+            )
             return [float(row[0]) for row in rows]
 
         return await self._run(delays)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hes_sim.events import DecodeFailed, Event, ReadDuplicate, ReadsRecovered, ReadStored
+from hes_sim.events import DecodeFailed, Event, ReadDuplicate, ReadStored
 
 
 @dataclass(slots=True)
@@ -13,7 +13,6 @@ class IngestTally:
     reads_stored: int = 0
     reads_duplicate: int = 0
     decode_errors: Counter[str] = field(default_factory=Counter)
-    reads_recovered: int = 0  # stored from profile reads, not by push
 
     def __call__(self, event: Event) -> None:
         match event:
@@ -23,7 +22,5 @@ class IngestTally:
                 self.reads_duplicate += 1
             case DecodeFailed(reason=reason):
                 self.decode_errors[reason] += 1
-            case ReadsRecovered(count_new=count):
-                self.reads_recovered += count
             case _:
                 pass

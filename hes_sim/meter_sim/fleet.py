@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
 from types import TracebackType
 
@@ -22,7 +22,7 @@ from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.server import Identity
 from hes_sim.meter_sim.grid import GridSpec, build_grid
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter, meter_seed
-from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan
+from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan, ServiceGate
 from hes_sim.meter_sim.transport import LinkFactory
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,8 @@ class Fleet:
         clock: SimClock,
         keyring: FleetKeyring | None = None,
         cipher_pushes: bool = True,
+        service: ServiceGate | None = None,
+        on_power_loss: Callable[[str], object] | None = None,
     ) -> None:
         self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
@@ -83,8 +85,12 @@ class Fleet:
                         keyring.system_title_for(meter.meter_id), keyring.keys_for(meter.meter_id)
                     ),
                     cipher_pushes=cipher_pushes,
+                    service=service,
+                    on_power_loss=on_power_loss,
+                    rng=random.Random(meter_seed(seed, meter.meter_id) ^ 0xB007),
                 )
             )
+        self._by_id = {runtime.meter.meter_id: runtime for runtime in self.runtimes}
         self._group = asyncio.TaskGroup()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -125,6 +131,16 @@ class Fleet:
     async def wait_connected(self) -> None:
         """Until every meter has connected once (meters keep retrying on their own)."""
         await asyncio.gather(*(r.connected.wait() for r in self.runtimes))
+
+    def powered(self) -> int:
+        return sum(1 for r in self.runtimes if r.meter.powered)
+
+    def power_off(self, meter_ids: Iterable[str]) -> int:
+        """Mains lost for these meters (an outage upstream); how many were on."""
+        return sum(self._by_id[m].power_off() for m in meter_ids if m in self._by_id)
+
+    def power_on(self, meter_ids: Iterable[str]) -> int:
+        return sum(self._by_id[m].power_on() for m in meter_ids if m in self._by_id)
 
     def start(self, plan: RunPlan) -> None:
         self._plan.set_result(plan)

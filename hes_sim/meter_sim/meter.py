@@ -121,6 +121,8 @@ class VirtualMeter:
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
     # output-state changes, oldest first: (simulated time, relay closed after it)
     supply_changes: list[tuple[float, bool]] = field(default_factory=list)
+    # mains changes, oldest first: (simulated time, powered after it); off means no load
+    power_changes: list[tuple[float, bool]] = field(default_factory=list)
     events: EventLogs = field(default_factory=EventLogs)
     ledger: MeterLedger = field(default_factory=MeterLedger)
     push: PushSettings = field(default_factory=PushSettings)
@@ -184,6 +186,21 @@ class VirtualMeter:
             )
         return outcome, change
 
+    @property
+    def powered(self) -> bool:
+        return not self.power_changes or self.power_changes[-1][1]
+
+    def power_off(self, at: float) -> None:
+        """Mains lost: no load from now, and a power-failure event (the last gasp)."""
+        if self.powered:
+            self.power_changes.append((at, False))
+            self.events.record(EventCode.POWER_FAILURE, at)
+
+    def power_on(self, at: float) -> None:
+        if not self.powered:
+            self.power_changes.append((at, True))
+            self.events.record(EventCode.POWER_RESTORED, at)
+
     def push_offset(self, interval_end: float) -> float:
         """When, after ``interval_end``, this meter pushes: uniform in [0, randomisation
         start interval), drawn from the meter's seed and the interval (push setup, class 40)."""
@@ -214,28 +231,29 @@ class VirtualMeter:
         return [first + k * self.interval_s for k in range(count)]
 
     def supplied_fraction(self, start: float, end: float) -> float:
-        """The share of (start, end] during which the relay was closed."""
-        closed = True
-        since = start
-        supplied = 0.0
-        for at, now_closed in self.supply_changes:
-            if at >= end:
-                break
-            if at > start:
-                if closed:
-                    supplied += at - since
-                since = at
-            closed = now_closed
-        if closed:
-            supplied += end - max(since, start)
-        return supplied / (end - start)
+        """The share of (start, end] during which the relay was closed and mains was on."""
+        if not self.power_changes:
+            return _on_share(self.supply_changes, start, end)
+        if not self.supply_changes:
+            return _on_share(self.power_changes, start, end)
+        # both: walk the merged changes (few per interval)
+        changes = sorted(
+            [(at, "relay", on) for at, on in self.supply_changes]
+            + [(at, "power", on) for at, on in self.power_changes]
+        )
+        state = {"relay": True, "power": True}
+        merged: list[tuple[float, bool]] = []
+        for at, which, on in changes:
+            state[which] = on
+            merged.append((at, state["relay"] and state["power"]))
+        return _on_share(merged, start, end)
 
     def block_for(self, interval_end: float, interval_s: float) -> tuple[IntervalLoad, BlockEnergy]:
         """What the meter measures over the interval ending at ``interval_end``: the
         average load (zero while the relay was open) and the block energies."""
         # a consumer's interval depends on its own relay history only, so it can be kept;
         # a DT's also depends on its consumers' relays, so it is summed afresh
-        key = (interval_end, interval_s, len(self.supply_changes))
+        key = (interval_end, interval_s, len(self.supply_changes) + len(self.power_changes))
         cacheable = self.kind in CONSUMER_KINDS
         if cacheable and self._last_block is not None and self._last_block[0] == key:
             return self._last_block[1]
@@ -288,6 +306,25 @@ class VirtualMeter:
             else _three_phase(load, energy)
         )
         return BlockLoadEntry(self.layout, datetime.fromtimestamp(interval_end, tz=self.tz), values)
+
+
+def _on_share(changes: list[tuple[float, bool]], start: float, end: float) -> float:
+    """The share of (start, end] spent on, given changes (time, on after it), oldest first;
+    on before the first change."""
+    on = True
+    since = start
+    supplied = 0.0
+    for at, now_on in changes:
+        if at >= end:
+            break
+        if at > start:
+            if on:
+                supplied += at - since
+            since = at
+        on = now_on
+    if on:
+        supplied += end - max(since, start)
+    return supplied / (end - start)
 
 
 def _single_phase(load: IntervalLoad, energy: BlockEnergy) -> tuple[int, ...]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -39,6 +42,24 @@ log = structlog.get_logger(__name__)
 
 MAX_SESSIONS = 4  # client SAPs a meter serves at once (public, reader, management, …)
 OUTBOX_LIMIT = 96  # one day of 15-minute pushes; older frames stay only in the profile
+LAST_GASP_S = 5.0  # simulated: how long the supercapacitor keeps the modem up after mains goes
+BOOT_S = 20.0  # simulated: from mains back to the modem searching for its cell
+
+
+class ServiceGate(Protocol):
+    """Whether the meter's modem has a cell to talk to (the 4G model's side)."""
+
+    def has_service(self, meter_id: str) -> bool:
+        """Whether the meter's cell is up and the meter is not in a coverage hole now."""
+        ...
+
+    async def in_service(self, meter_id: str) -> None:
+        """Return once ``has_service`` would say so."""
+        ...
+
+
+class PowerLost(Exception):  # noqa: N818 - a happening, not a failure of the caller
+    """Mains went off while the meter was connected; its link was left without goodbye."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +84,9 @@ class MeterRuntime:
         clock: SimClock,
         identity: Identity | None = None,
         cipher_pushes: bool = False,
+        service: ServiceGate | None = None,
+        on_power_loss: Callable[[str], object] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.meter = meter
         self._link_factory = link_factory
@@ -81,8 +105,34 @@ class MeterRuntime:
         self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
         self._next_end: float | None = None
         self._invoke_id = 0
+        # with a 4G model: wait for the cell, spread reconnections over the push setup's
+        # randomisation window, and drop the link without goodbye when mains goes
+        self._service = service
+        self._on_power_loss = on_power_loss
+        self._rng = rng or random.Random(meter.meter_id)
+        self._powered = asyncio.Event()
+        self._powered.set()
+        self._power_lost = asyncio.Event()
         self.connected = asyncio.Event()
         self.finished = asyncio.Event()
+
+    def power_off(self) -> bool:
+        """Mains lost (a feeder or DT outage): the meter logs it, pushes it if it can, and
+        goes silent until power returns. False if it was off already."""
+        if not self.meter.powered:
+            return False
+        self.meter.power_off(self._clock.now())
+        self._powered.clear()
+        self._power_lost.set()
+        return True
+
+    def power_on(self) -> bool:
+        if self.meter.powered:
+            return False
+        self.meter.power_on(self._clock.now())
+        self._power_lost.clear()
+        self._powered.set()
+        return True
 
     async def run(self) -> None:
         """Serve the meter until the fleet stops; link failures are retried, never raised.
@@ -96,32 +146,90 @@ class MeterRuntime:
             self._bus.emit(MeterLinkLost(self.meter.meter_id, f"meter failed: {exc!r}"))
 
     async def _run(self) -> None:
+        delay = 0.0  # simulated seconds before the next connection attempt
         while not self._stopping.is_set():
+            if delay:
+                await self._pause(delay)
+            if not self._powered.is_set():
+                await self._until_set(self._powered)
+                delay = BOOT_S + self._randomised_start()
+                continue
+            if self._service is not None and not self._service.has_service(self.meter.meter_id):
+                # the modem camps until its cell is back, then the push setup spreads the
+                # meters of that cell over the randomisation window
+                await self._until_service()
+                delay = self._randomised_start()
+                continue
+            if self._stopping.is_set():
+                return
             try:
-                async with contextlib.AsyncExitStack() as stack:
-                    async with self._connect_slots:
-                        link = await stack.enter_async_context(
-                            self._link_factory(self.meter.meter_id)
-                        )
-                    self._bus.emit(
-                        MeterConnected(
-                            self.meter.meter_id, link.connect_wall_s, self._backoff.attempt
-                        )
-                    )
-                    self._backoff.reset()
-                    self.connected.set()
-                    async with asyncio.TaskGroup() as group:
-                        answering = group.create_task(
-                            self._answer_requests(link), name=f"meter:{self.meter.meter_id}:dlms"
-                        )
-                        await self._serve(link)
-                        answering.cancel()
-                    return
+                await self._connected_life()
+            except* PowerLost:
+                delay = 0.0  # the loop waits for power, then boots
             except* BrokerError as failures:
                 reason = "; ".join(str(exc) for exc in failures.exceptions)
                 self._bus.emit(MeterLinkLost(self.meter.meter_id, reason))
                 log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=reason)
-                await self._pause(self._backoff.next_delay())
+                delay = self._backoff.next_delay()
+            else:
+                return
+
+    async def _connected_life(self) -> None:
+        """One connection, from connect to the end of the run (or the link's end)."""
+        async with contextlib.AsyncExitStack() as stack:
+            async with self._connect_slots:
+                link = await stack.enter_async_context(self._link_factory(self.meter.meter_id))
+            self._bus.emit(
+                MeterConnected(self.meter.meter_id, link.connect_wall_s, self._backoff.attempt)
+            )
+            self._backoff.reset()
+            self.connected.set()
+            async with asyncio.TaskGroup() as group:
+                name = f"meter:{self.meter.meter_id}"
+                answering = group.create_task(self._answer_requests(link), name=f"{name}:dlms")
+                watching = group.create_task(self._watch_power(link), name=f"{name}:power")
+                await self._serve(link)
+                answering.cancel()
+                watching.cancel()
+
+    async def _watch_power(self, link: MeterLink) -> None:
+        """On mains loss: the last gasp (the power-failure event, if it gets out in time),
+        then the modem dies mid-connection, so the broker learns only by keep-alive."""
+        await self._power_lost.wait()
+        self._queue_alerts()
+        with contextlib.suppress(TimeoutError, BrokerError):
+            async with asyncio.timeout(self._clock.wall_seconds(LAST_GASP_S)):
+                await self._flush(link)
+        link.abandon()
+        if self._on_power_loss is not None:
+            self._on_power_loss(self.meter.meter_id)
+        raise PowerLost(self.meter.meter_id)
+
+    def _randomised_start(self) -> float:
+        """Push setup: a reconnecting meter waits a random part of its randomisation
+        window, which is what keeps a restoration from being one spike."""
+        window = self.meter.push.randomisation_start_interval
+        return self._rng.uniform(0, window) if window > 0 else 0.0
+
+    async def _until_service(self) -> None:
+        assert self._service is not None  # noqa: S101 - checked by the caller
+        waiting = asyncio.ensure_future(self._service.in_service(self.meter.meter_id))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, stopping):
+                task.cancel()
+
+    async def _until_set(self, event: asyncio.Event) -> None:
+        """Until ``event`` is set or the fleet stops."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        waiting = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, stopping):
+                task.cancel()
 
     async def _serve(self, link: MeterLink) -> None:
         plan = await self._plan
@@ -129,6 +237,7 @@ class MeterRuntime:
             return
         if self._next_end is None:
             self._next_end = plan.schedule.first_end
+        self._queue_alerts()  # e.g. the power-restored event of a meter that just booted
         await self._flush(link)
         while self._next_end <= plan.schedule.sim_end:
             await self._until(self._next_end + self.meter.push_offset(self._next_end))

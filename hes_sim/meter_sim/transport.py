@@ -33,6 +33,10 @@ class MeterLink(Protocol):
         """Frames arriving on the meter's down channel."""
         ...
 
+    def abandon(self) -> None:
+        """The meter lost power: leave without a goodbye (no offline state, no waiting)."""
+        ...
+
 
 LinkFactory = Callable[[str], AbstractAsyncContextManager[MeterLink]]
 
@@ -43,6 +47,7 @@ class AiomqttMeterLink:
         self._up = topic(meter_id, Channel.UP)
         self._down = topic(meter_id, Channel.DOWN)
         self.connect_wall_s = connect_wall_s
+        self.abandoned = False
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -59,9 +64,18 @@ class AiomqttMeterLink:
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"link on {self._down} lost: {exc}") from exc
 
+    def abandon(self) -> None:
+        self.abandoned = True
 
-def aiomqtt_link_factory(broker: BrokerAddress, keepalive_s: int = 60) -> LinkFactory:
-    """Links over one aiomqtt client per meter, with ``offline`` as the retained last will."""
+
+def aiomqtt_link_factory(
+    broker: BrokerAddress, keepalive_s: int = 60, timeout_s: float = 30.0
+) -> LinkFactory:
+    """Links over one aiomqtt client per meter, with ``offline`` as the retained last will.
+
+    ``timeout_s`` (wall) bounds each publish's wait for its acknowledgement: on a link
+    that went silent it is what ends the wait, with the keep-alive that ends the link.
+    """
 
     @asynccontextmanager
     async def open_link(meter_id: str) -> AsyncIterator[MeterLink]:
@@ -74,7 +88,7 @@ def aiomqtt_link_factory(broker: BrokerAddress, keepalive_s: int = 60) -> LinkFa
             will=will,
             keepalive=keepalive_s,
             protocol=aiomqtt.ProtocolVersion.V311,
-            timeout=30,
+            timeout=timeout_s,
         )
         started = time.perf_counter()
         try:
@@ -84,9 +98,11 @@ def aiomqtt_link_factory(broker: BrokerAddress, keepalive_s: int = 60) -> LinkFa
         try:
             elapsed = time.perf_counter() - started
             await client.publish(state, MeterState.ONLINE.encode(), qos=1, retain=True)
-            yield AiomqttMeterLink(client, meter_id, elapsed)
-            # a clean goodbye does not fire the last will, so say it ourselves
-            await client.publish(state, MeterState.OFFLINE.encode(), qos=1, retain=True)
+            link = AiomqttMeterLink(client, meter_id, elapsed)
+            yield link
+            if not link.abandoned:
+                # a clean goodbye does not fire the last will, so say it ourselves
+                await client.publish(state, MeterState.OFFLINE.encode(), qos=1, retain=True)
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"{meter_id} lost its link: {exc}") from exc
         finally:

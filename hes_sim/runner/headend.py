@@ -12,7 +12,6 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta, timezone
 from pathlib import Path
 
 import structlog
@@ -20,6 +19,7 @@ import structlog
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
+from hes_sim.hes.commands.lifecycle import INDIA
 from hes_sim.hes.inventory import MeterInfo
 from hes_sim.hes.node import ApiOptions, HeadEndNode, NodeOptions
 from hes_sim.keyring import FleetKeyring
@@ -28,7 +28,6 @@ from hes_sim.runner.fleet_register import register_of
 from hes_sim.scenario.model import Scenario
 
 log = structlog.get_logger(__name__)
-INDIA = timezone(timedelta(hours=5, minutes=30))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +53,14 @@ def _clock(options: HeadEndProcessOptions) -> SimClock:
 def _register(scenario: Scenario | None) -> list[MeterInfo]:
     if scenario is None:
         return []
-    tz = timezone(scenario.start.utcoffset() or timedelta(0))
+    tz = scenario.tz
     grid = build_grid(
         scenario.fleet.counts,
         scenario.seed,
         tz,
         None if scenario.grid is None else scenario.grid.spec(),
     )
-    return register_of(grid, scenario.network.meters_per_cell, scenario.seed)
+    return register_of(grid, scenario.network.per_cell(len(grid.meters)), scenario.seed)
 
 
 def node_options(options: HeadEndProcessOptions) -> NodeOptions:
@@ -79,7 +78,7 @@ def node_options(options: HeadEndProcessOptions) -> NodeOptions:
         return base
     return replace(
         base,
-        tz=timezone(scenario.start.utcoffset() or timedelta(0)),
+        tz=scenario.tz,
         require_ciphered=scenario.security.pushes == "ciphered",
         silence_s=scenario.silence_s,
         command_concurrency=scenario.headend.command_concurrency,

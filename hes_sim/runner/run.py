@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta, timezone
 from pathlib import Path
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
@@ -23,17 +23,22 @@ from hes_sim.hes.node import ApiOptions, HeadEndNode, NodeOptions
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import ReadStore
 from hes_sim.hes.tally import IngestTally
+from hes_sim.http_metrics import MetricsServer
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.grid import build_grid
+from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
 from hes_sim.runner.fleet_register import register_of
 from hes_sim.runner.lag import LoopLagMonitor
+from hes_sim.runner.network import SimulatedNetwork, simulated_network
+from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.progress import ProgressLine
 from hes_sim.runner.tally import RunTally
+from hes_sim.runner.timeline import Timeline
 from hes_sim.scenario.model import Scenario
 from hes_sim.scenario.report import Percentiles, Report
 
@@ -56,6 +61,7 @@ class RunOptions:
     fleet_secret: bytes | None = None  # None: a random secret for this run only
     api: ApiOptions | None = None  # the operator API of the run's head-end; None: none
     api_token_given: bool = False  # False: the run made the token up, and prints it
+    fleet_metrics_port: int = 0  # the meters' side of the metrics; 0 picks a free port
     # called once the run is drained, before the fleet and head-end shut down (tests use it)
     before_shutdown: Callable[[HeadEnd, ReadStore], Awaitable[None]] | None = None
 
@@ -73,13 +79,16 @@ def check_file_limit(meters: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _broker(options: RunOptions) -> AsyncIterator[BrokerAddress]:
+async def _broker(
+    options: RunOptions,
+) -> AsyncIterator[tuple[BrokerAddress, PrivateMosquitto | None]]:
+    """The broker's address, and the broker itself when the run started its own."""
     if options.broker is not None:
         await probe(options.broker)
-        yield options.broker
+        yield options.broker, None
         return
     async with PrivateMosquitto() as broker:
-        yield broker.address
+        yield broker.address, broker
 
 
 async def probe(broker: BrokerAddress) -> None:
@@ -113,7 +122,7 @@ class ScenarioRun:
         self.bus.subscribe(self.ingest_tally)
         self.bus.subscribe(self.run_tally)
         self.lag = LoopLagMonitor(scenario.time_scale)
-        self.tz = timezone(scenario.start.utcoffset() or timedelta(0))
+        self.tz = scenario.tz
         grid = build_grid(
             scenario.fleet.counts,
             scenario.seed,
@@ -121,10 +130,19 @@ class ScenarioRun:
             None if scenario.grid is None else scenario.grid.spec(),
         )
         self.meters = grid.meters
-        self.register = register_of(grid, scenario.network.meters_per_cell, scenario.seed)
+        self.register = register_of(
+            grid, scenario.network.per_cell(len(grid.meters)), scenario.seed
+        )
         self.reads_expected = self.schedule.count * len(self.meters)
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()
+        self.reads_recovered = 0
+        # what the network and the grid did, when the run models them
+        self.network_tally: NetworkTally | None = None
+        if scenario.network.radio or scenario.timeline:
+            cells = {m.meter_id: m.cell for m in self.register if m.cell is not None}
+            self.network_tally = NetworkTally(self.clock, cells)
+            self.bus.subscribe(self.network_tally)
         self.bus.subscribe(self.command_tally)
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)
@@ -162,38 +180,17 @@ class ScenarioRun:
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
-        async with _broker(self.options) as broker:
+        async with _broker(self.options) as (broker, private):
             node = HeadEndNode(self._node_options(broker), self.clock, self.bus, self.register)
-            async with node:
+            async with node, self._network(broker) as network:
                 await node.wait_subscribed()
                 self._announce(node)
                 hes, store = node.hes, node.store
-                fleet = Fleet(
-                    self.meters,
-                    aiomqtt_link_factory(broker),
-                    self.bus,
-                    seed=self.scenario.seed,
-                    time_scale=self.scenario.time_scale,
-                    push_randomisation_s=self.scenario.push.randomisation_start_interval,
-                    clock=self.clock,
-                    keyring=self.keyring,
-                    cipher_pushes=self.cipher_pushes,
-                )
-                async with asyncio.TaskGroup() as helpers, fleet:
-                    watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
-                    if self.scenario.commands:
-                        commands = issue_commands(
-                            self.scenario.commands,
-                            self.command_targets,
-                            start=self.schedule.sim_start,
-                            clock=self.clock,
-                            dispatcher=node.dispatcher,
-                            tally=self.command_tally,
-                        )
-                        watchers.append(helpers.create_task(commands, name="run:commands"))
-                    if self.options.progress:
-                        progress = ProgressLine(lambda: self._progress_text(fleet, hes))
-                        watchers.append(helpers.create_task(progress.run(), name="run:progress"))
+                fleet = self._fleet(broker, network)
+                fleet_metrics = self._fleet_metrics(fleet, network)
+                async with fleet_metrics, asyncio.TaskGroup() as helpers, fleet:
+                    self._announce_fleet(fleet_metrics)
+                    watchers = self._watchers(helpers, node, fleet, network, private)
                     try:
                         await self._drive(fleet, hes)
                         if self.options.before_shutdown is not None:
@@ -209,10 +206,105 @@ class ScenarioRun:
                         for task in watchers:
                             task.cancel()
                 reads_stored = await store.count_reads()
+                self.reads_recovered = await store.count_recovered()
                 delays = await store.delivery_delays()
+                network_figures = (
+                    None
+                    if self.network_tally is None
+                    else self.network_tally.figures(None if network is None else network.radio)
+                )
         report = self._report(at_end, reads_stored, delays, time.monotonic() - wall_started)
+        report = report.model_copy(update={"network": network_figures}).with_verdicts(self.scenario)
         report.write(self.options.report_dir)
         return report
+
+    def _network(
+        self, broker: BrokerAddress
+    ) -> contextlib.AbstractAsyncContextManager[SimulatedNetwork | None]:
+        if not self.scenario.network.radio:
+            return contextlib.nullcontext(None)
+        return simulated_network(
+            self.scenario.network,
+            self.register,
+            broker=broker,
+            clock=self.clock,
+            bus=self.bus,
+            seed=self.scenario.seed,
+            time_scale=self.scenario.time_scale,
+        )
+
+    def _fleet(self, broker: BrokerAddress, network: SimulatedNetwork | None) -> Fleet:
+        scenario = self.scenario
+        return Fleet(
+            self.meters,
+            aiomqtt_link_factory(broker) if network is None else network.link_factory(),
+            self.bus,
+            seed=scenario.seed,
+            time_scale=scenario.time_scale,
+            push_randomisation_s=scenario.push.randomisation_start_interval,
+            clock=self.clock,
+            keyring=self.keyring,
+            cipher_pushes=self.cipher_pushes,
+            service=None if network is None else network.gate,
+            on_power_loss=None if network is None else network.proxy.cut,
+        )
+
+    def _fleet_metrics(self, fleet: Fleet, network: SimulatedNetwork | None) -> MetricsServer:
+        """The meters' side of the metrics, on a port of their own (as a fleet process
+        of its own would serve them)."""
+        registry = CollectorRegistry()
+        self.bus.subscribe(FleetMetrics(registry, meters_powered=fleet.powered))
+        if network is not None:
+            registry.register(RadioCollector(network.radio, self.clock.now))
+        return MetricsServer(
+            registry, self.options.metrics_host, self.options.fleet_metrics_port, lambda: True
+        )
+
+    def _announce_fleet(self, server: MetricsServer) -> None:
+        if self.options.progress:
+            host = self.options.metrics_host
+            sys.stderr.write(f"fleet metrics on http://{host}:{server.port}/metrics\n")
+
+    def _watchers(
+        self,
+        helpers: asyncio.TaskGroup,
+        node: HeadEndNode,
+        fleet: Fleet,
+        network: SimulatedNetwork | None,
+        private: PrivateMosquitto | None,
+    ) -> list[asyncio.Task[None]]:
+        """The run's helper tasks beside the fleet: lag, commands, timeline, progress."""
+        start = self.schedule.sim_start
+        watchers = [helpers.create_task(self.lag.run(), name="run:loop-lag")]
+        if self.scenario.commands:
+            commands = issue_commands(
+                self.scenario.commands,
+                self.command_targets,
+                start=start,
+                clock=self.clock,
+                dispatcher=node.dispatcher,
+                tally=self.command_tally,
+            )
+            watchers.append(helpers.create_task(commands, name="run:commands"))
+        if self.network_tally is not None:
+            timeline = Timeline(
+                self.scenario.timeline,
+                self.register,
+                fleet=fleet,
+                network=network,
+                broker=private,
+                tally=self.network_tally,
+                clock=self.clock,
+            )
+            samples = self.network_tally.sample(
+                node.hes.presence.is_online, start, self.scenario.duration
+            )
+            watchers.append(helpers.create_task(timeline.run(start), name="run:timeline"))
+            watchers.append(helpers.create_task(samples, name="run:online-samples"))
+        if self.options.progress:
+            progress = ProgressLine(lambda: self._progress_text(fleet, node.hes))
+            watchers.append(helpers.create_task(progress.run(), name="run:progress"))
+        return watchers
 
     def _announce(self, node: HeadEndNode) -> None:
         if not self.options.progress:
@@ -286,7 +378,7 @@ class ScenarioRun:
         self, at_end: EndState, reads_stored: int, delays: list[float], wall_s: float
     ) -> Report:
         expected = self.reads_expected
-        backfilled = self.ingest_tally.reads_recovered
+        backfilled = self.reads_recovered
         tally = self.command_tally
         return Report(
             scenario=self.scenario.name,

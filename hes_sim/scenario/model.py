@@ -7,7 +7,7 @@ Every duration is in simulated seconds; a number, or a string such as ``"15m"``,
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,15 +25,19 @@ from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.schedule import IntervalSchedule
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_COMPOUND = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*[dhms])+\s*$")  # 1h30m, 2m30s
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
 _UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration such as 900, '15m', '4h' or '1d'")
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if match is not None:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if _COMPOUND.match(value):
+            return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+        raise ValueError(f"{value!r} is not a duration such as 900, '15m', '4h', '1h30m' or '1d'")
     return value
 
 
@@ -71,6 +75,14 @@ class Figure(StrEnum):
     READ_COMPLETENESS_BEFORE_BACKFILL = "read_completeness_before_backfill"
     READS_BACKFILLED = "reads_backfilled"
     METERS_NON_COMMUNICATING = "meters_non_communicating"
+    METER_RECONNECT_P50 = "meter_reconnect_p50"  # link or power restored -> online again
+    METER_RECONNECT_P95 = "meter_reconnect_p95"
+    METER_RECONNECT_P99 = "meter_reconnect_p99"
+    METER_RECONNECT_MAX = "meter_reconnect_max"
+    METERS_NOT_BACK = "meters_not_back"  # restored but not online again by the end
+    PEAK_CONNECTS_PER_S = "peak_connects_per_s"
+    ATTACH_REJECTS = "attach_rejects"
+    LINK_RTT_P95 = "link_rtt_p95"
 
 
 class SlaCheck(Strict):
@@ -150,10 +162,51 @@ class SecuritySpec(Strict):
     pushes: Literal["ciphered", "plain"] = "ciphered"
 
 
-class NetworkSpec(Strict):
-    """The 4G network the meters sit on (cells fill in DT order)."""
+class SignalMix(Strict):
+    """Shares of meters per signal class (RSRP/SINR band); they must sum to 1."""
 
+    excellent: float = Field(default=0.20, ge=0, le=1)
+    good: float = Field(default=0.35, ge=0, le=1)
+    fair: float = Field(default=0.30, ge=0, le=1)
+    poor: float = Field(default=0.10, ge=0, le=1)
+    very_poor: float = Field(default=0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SignalMix:
+        total = sum(self.model_dump().values())
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"the shares sum to {total:g}, not 1")
+        return self
+
+
+class CoverageHolesSpec(Strict):
+    share: float = Field(default=0.0, ge=0, le=0.5, description="of the meters")
+    mean_in_service: SimSeconds = Field(default=4 * 3600.0, gt=0)
+    mean_out_of_service: SimSeconds = Field(default=900.0, gt=0)
+
+
+class NetworkSpec(Strict):
+    """The 4G network the meters sit on. Cells fill in DT order: a DT's meters share its
+    cell. With ``radio``, every meter's MQTT bytes cross a simulated radio link (attach,
+    RRC states, latency, loss, congestion, outages); without, they go straight to the
+    broker."""
+
+    radio: bool = False
+    cells: int | None = Field(default=None, ge=1, description="default: meters / meters_per_cell")
     meters_per_cell: int = Field(default=400, ge=1)
+    max_attached_per_cell: int | None = Field(
+        default=None, ge=1, description="default: twice the meters of the cell"
+    )
+    max_messages_per_s_per_cell: float = Field(default=500.0, gt=0)
+    signal_mix: SignalMix = SignalMix()
+    coverage_holes: CoverageHolesSpec = CoverageHolesSpec()
+    keepalive: SimSeconds = Field(default=300.0, gt=0, description="the meters' MQTT keep-alive")
+
+    def per_cell(self, meters: int) -> int:
+        """Meters per cell: from ``cells`` when given."""
+        if self.cells is None:
+            return self.meters_per_cell
+        return max(1, -(-meters // self.cells))
 
 
 class BackfillSpec(Strict):
@@ -204,6 +257,56 @@ class CommandEvent(Strict):
         return self
 
 
+class _TimelineEvent(Strict):
+    at: SimSeconds = Field(description="simulated seconds after the start")
+
+
+class CellOutage(_TimelineEvent):
+    kind: Literal["cell_down", "cell_up"]
+    cell: str
+
+
+class FeederOutage(_TimelineEvent):
+    kind: Literal["feeder_outage", "feeder_restore"]
+    feeder: str
+
+
+class DtOutage(_TimelineEvent):
+    kind: Literal["dt_outage", "dt_restore"]
+    dt: str
+
+
+class SignalDegradation(_TimelineEvent):
+    kind: Literal["signal_degradation"]
+    cell: str
+    latency_factor: float = Field(default=3.0, ge=1)
+    extra_loss: float = Field(default=0.02, ge=0, le=1)
+    duration: SimSeconds = Field(gt=0)
+
+
+class CongestionSpike(_TimelineEvent):
+    kind: Literal["congestion_spike"]
+    cell: str
+    capacity_factor: float = Field(gt=0, le=1, description="the share of capacity left")
+    duration: SimSeconds = Field(gt=0)
+
+
+class BrokerRestart(_TimelineEvent):
+    kind: Literal["broker_restart"]
+    downtime: SimSeconds = Field(default=30.0, ge=0)
+
+
+TimelineEvent = Annotated[
+    CellOutage | FeederOutage | DtOutage | SignalDegradation | CongestionSpike | BrokerRestart,
+    Field(discriminator="kind"),
+]
+# a dead modem must be a black hole to the broker, which only the radio model's proxy makes
+RADIO_EVENTS = (
+    "cell_down", "cell_up", "signal_degradation", "congestion_spike",
+    "feeder_outage", "feeder_restore", "dt_outage", "dt_restore",
+)  # fmt: skip
+
+
 class Scenario(Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -222,7 +325,13 @@ class Scenario(Strict):
         default=600.0, description="how long after the end to wait for late reads"
     )
     commands: list[CommandEvent] = []
+    timeline: list[TimelineEvent] = []
     slas: list[SlaCheck] = []
+
+    @property
+    def tz(self) -> timezone:
+        """The time zone of the scenario's start: meter clocks and reports use it."""
+        return timezone(self.start.utcoffset() or timedelta(0))
 
     @property
     def silence_s(self) -> float:
@@ -259,6 +368,16 @@ class Scenario(Strict):
                 raise ValueError(f"commands.{index}.same_as must name an earlier event")
             if event.at > self.duration:
                 raise ValueError(f"commands.{index}.at is after the end of the run")
+        for index, happening in enumerate(self.timeline):
+            if happening.at > self.duration:
+                raise ValueError(f"timeline.{index}.at is after the end of the run")
+            if happening.kind in RADIO_EVENTS and not self.network.radio:
+                raise ValueError(
+                    f"timeline.{index}: {happening.kind} needs the radio model "
+                    "(network.radio: true)"
+                )
+            if isinstance(happening, FeederOutage | DtOutage) and self.grid is None:
+                raise ValueError(f"timeline.{index}: {happening.kind} needs a grid")
         return self
 
 

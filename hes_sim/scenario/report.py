@@ -38,6 +38,37 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
     return round(ordered[rank - 1], 3)
 
 
+class CellFigures(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cell: str
+    meters: int
+    attach_rejects: dict[str, int]  # by reason
+    meter_reconnect_seconds: Percentiles
+    online: list[int]  # meters online at each sample of NetworkFigures.sample_times
+
+
+class NetworkFigures(BaseModel):
+    """What the 4G link and the grid did to the run (present with the radio model or
+    a grid outage in the timeline)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timeline: list[str]  # what happened, when (simulated), as run
+    meter_reconnect_seconds: Percentiles  # link or power restored -> online at the head-end
+    meters_restored: int  # meters a restoration concerned
+    meters_not_back: int  # of those, not online again by the end
+    peak_connects_per_s: float  # the busiest second of MQTT connects (simulated)
+    connects: int
+    attach_rejects: dict[str, int]  # by reason
+    attach_seconds: Percentiles  # TCP accept -> upstream connected, through the radio model
+    link_rtt_seconds: Percentiles  # sampled round trips of the radio link
+    power_failures_logged: int  # power-failure events the head-end received (last gasps)
+    sample_times: list[float]  # simulated seconds after the start
+    online: list[int]  # meters online at the head-end at each sample
+    cells: list[CellFigures]
+
+
 class SlaResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -80,6 +111,7 @@ class Report(BaseModel):
     read_completeness_before_backfill: float
     meters_online_at_end: int
     meters_non_communicating: int  # silent past headend.non_communicating_after at the end
+    network: NetworkFigures | None = None
     slas: list[SlaResult]
     passed: bool
 
@@ -102,6 +134,18 @@ class Report(BaseModel):
             Figure.READ_COMPLETENESS_BEFORE_BACKFILL: self.read_completeness_before_backfill,
             Figure.READS_BACKFILLED: float(self.reads_backfilled),
             Figure.METERS_NON_COMMUNICATING: float(self.meters_non_communicating),
+        }
+        net = self.network
+        reconnect = None if net is None else net.meter_reconnect_seconds
+        figures |= {
+            Figure.METER_RECONNECT_P50: None if reconnect is None else reconnect.p50,
+            Figure.METER_RECONNECT_P95: None if reconnect is None else reconnect.p95,
+            Figure.METER_RECONNECT_P99: None if reconnect is None else reconnect.p99,
+            Figure.METER_RECONNECT_MAX: None if reconnect is None else reconnect.max,
+            Figure.METERS_NOT_BACK: None if net is None else float(net.meters_not_back),
+            Figure.PEAK_CONNECTS_PER_S: None if net is None else net.peak_connects_per_s,
+            Figure.ATTACH_REJECTS: None if net is None else float(sum(net.attach_rejects.values())),
+            Figure.LINK_RTT_P95: None if net is None else net.link_rtt_seconds.p95,
         }
         return figures[figure]
 
@@ -163,6 +207,8 @@ class Report(BaseModel):
                 took = self.command_duration_seconds.get(kind)
                 timing = "" if took is None else f"; confirmed in p50 {took.p50} p95 {took.p95}"
                 lines.append(f"  {kind}: {counts}{timing}")
+        if self.network is not None:
+            lines.extend(_network_lines(self.network))
         for sla in self.slas:
             mark = "PASS" if sla.passed else "FAIL"
             lines.append(
@@ -170,3 +216,20 @@ class Report(BaseModel):
             )
         lines.append("verdict: " + ("PASSED" if self.passed else "FAILED"))
         return "\n".join(lines)
+
+
+def _network_lines(net: NetworkFigures) -> list[str]:
+    r, a = net.meter_reconnect_seconds, net.attach_seconds
+    lines = [
+        (
+            f"network: {net.meters_restored} meters restored, {net.meters_not_back} not back; "
+            f"meter reconnect (sim s) p50 {r.p50} p95 {r.p95} p99 {r.p99} max {r.max}"
+        ),
+        (
+            f"  connects {net.connects}, peak {net.peak_connects_per_s:g}/s; attach (sim s) "
+            f"p50 {a.p50} p95 {a.p95} max {a.max}; rejects {net.attach_rejects or 0}; "
+            f"link RTT p95 {net.link_rtt_seconds.p95}; last gasps {net.power_failures_logged}"
+        ),
+    ]
+    lines.extend(f"  {line}" for line in net.timeline)
+    return lines

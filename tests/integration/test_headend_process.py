@@ -23,7 +23,7 @@ from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
-from hes_sim.runner.broker import PrivateMosquitto
+from hes_sim.runner.broker import PrivateMosquitto, free_port
 
 IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2026, 11, 28, 18, tzinfo=IST)
@@ -149,3 +149,43 @@ async def test_the_head_end_command_refuses_to_start_without_its_settings(tmp_pa
     _out, err = await process.communicate()
     assert process.returncode == 2
     assert b"HES_FLEET_SECRET" in err
+
+
+async def test_an_unreachable_broker_is_one_line_and_exit_2(tmp_path: Path):
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HES_")} | {
+        "HES_API_TOKEN": TOKEN,
+        "HES_FLEET_SECRET": SECRET,
+        "HES_LOG_LEVEL": "error",  # the retries' warnings are not what is checked here
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hes_sim.cli", "headend", "--broker", f"mqtt://127.0.0.1:{port}",
+        "--db", str(tmp_path / "hes.sqlite"),
+        env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with asyncio.timeout(60):  # the head-end gives the broker 15 s to answer
+        _out, err = await process.communicate()
+    text = err.decode()
+    assert process.returncode == 2, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines() == [
+        f"hes-sim headend: stopped: the head-end could not subscribe at mqtt://127.0.0.1:{port}"
+    ]
+
+
+async def test_a_fleet_secret_too_short_is_one_line_and_exit_2(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HES_")} | {
+        "HES_API_TOKEN": TOKEN,
+        "HES_FLEET_SECRET": "short",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hes_sim.cli", "headend", "--broker", "mqtt://127.0.0.1:1",
+        "--db", str(tmp_path / "hes.sqlite"),
+        env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _out, err = await process.communicate()
+    assert process.returncode == 2
+    assert err.decode().strip().splitlines() == [
+        "hes-sim headend: the fleet secret needs at least 16 bytes"
+    ]

@@ -12,8 +12,13 @@ from structlog.testing import capture_logs
 
 from hes_sim import __version__
 from hes_sim.hes.api import ApiSetupError, create_app
-from hes_sim.hes.commands.lifecycle import CommandState, CommandType
-from hes_sim.hes.operations import DEFAULT_SILENCE_S, Connectivity, MeterFilter
+from hes_sim.hes.commands.lifecycle import Command, CommandState, CommandType
+from hes_sim.hes.operations import (
+    DEFAULT_SILENCE_S,
+    Connectivity,
+    IdempotencyConflictError,
+    MeterFilter,
+)
 from tests.fake_operations import HISTORY_ID, T0, TOKEN, TZ, FakeOperations
 
 EXPECTED_ROUTES = {
@@ -118,7 +123,16 @@ async def test_healthz_needs_no_token(ops: FakeOperations):
         ops.healthy = False
         down = await client.get("/healthz")
         assert (down.status_code, down.json()) == (503, {"status": "unhealthy"})
-        assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_the_api_documentation_is_public_on_purpose(ops: FakeOperations):
+    # operators' tooling reads the schema before it has a token: the routes are no secret
+    async with anonymous(ops) as client:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert (await client.get(path)).status_code == 200, path
+        # anything else, even a path that does not exist, answers 401 and not 404
+        assert (await client.get("/nothing-here")).status_code == 401
+    assert ops.calls == []
 
 
 def test_a_short_token_is_refused():
@@ -233,7 +247,10 @@ async def test_reads_default_to_the_day_before_the_simulated_now(
         {"start": "2026-11-28T10:00:00+05:30", "end": "2026-11-28T09:00:00+05:30"},
         {"start": "yesterday"},
         {"limit": 0},
+        {"start": "0001-01-01T00:00:00"},  # before the first time the API's zone can show
+        {"end": "9999-12-31T23:59:59-12:00"},  # after the last
     ],
+    ids=["reversed", "not-a-time", "limit", "year-1", "year-10000"],
 )
 async def test_reads_refuse_a_bad_window(
     client: httpx.AsyncClient, ops: FakeOperations, params: dict[str, object]
@@ -291,6 +308,8 @@ async def test_idempotency_key_header_reaches_the_head_end(
         ({"meter_id": "SP0000001", "type": "reconnect", "deadline_s": 0}, {}),
         ({"meter_id": "SP0000001", "type": "reconnect", "deadline_s": -5}, {}),
         ({"meter_id": "SP0000001", "type": "reconnect", "deadline_s": "soon"}, {}),
+        ({"meter_id": "SP0000001", "type": "reconnect", "deadline_s": 1e300}, {}),
+        ({"meter_id": "SP0000001", "type": "reconnect", "deadline_s": 30 * 86400 + 1}, {}),
         ({"meter_id": "SP0000001", "type": "reconnect", "colour": "red"}, {}),
         ({"type": "reconnect"}, {}),
         (
@@ -303,6 +322,8 @@ async def test_idempotency_key_header_reaches_the_head_end(
         "deadline-0",
         "deadline-negative",
         "deadline-text",
+        "deadline-huge",
+        "deadline-over-30-days",
         "extra",
         "no-meter",
         "two-keys",
@@ -316,6 +337,34 @@ async def test_submit_refuses_bad_requests(
     assert ops.calls == []
 
 
+async def test_a_30_day_deadline_is_the_longest(client: httpx.AsyncClient, ops: FakeOperations):
+    answer = await client.post(
+        "/api/v1/commands",
+        json={"meter_id": "SP0000001", "type": "reconnect", "deadline_s": 30 * 86400},
+    )
+    assert answer.status_code == 202
+    assert answer.json()["deadline"] == "2026-12-28T10:00:00+05:30"
+
+
+async def test_a_time_that_cannot_be_shown_does_not_break_a_listing(
+    client: httpx.AsyncClient, ops: FakeOperations
+):
+    # stored before requests were bounded: far beyond the year 9999
+    far = Command("cmd-far", "SP0000001", CommandType.RECONNECT, "key-far", T0, T0 + 1e300)
+    ops.stored[far.command_id] = far
+    with capture_logs() as logs:
+        listing = await client.get("/api/v1/commands")
+        one = await client.get("/api/v1/commands/cmd-far")
+    assert (listing.status_code, one.status_code) == (200, 200)
+    shown = {c["command_id"]: c for c in listing.json()["commands"]}
+    assert shown["cmd-far"]["deadline"] == "9999-12-31T23:59:59.999999+05:30"  # the last one
+    assert shown["cmd-far"]["created_at"] == "2026-11-28T10:00:00+05:30"
+    assert one.json()["deadline"] == shown["cmd-far"]["deadline"]
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("api_time_unrenderable", "warning")
+    ] * 2
+
+
 async def test_submit_refused_by_the_head_end(client: httpx.AsyncClient, ops: FakeOperations):
     bad = await client.post(
         "/api/v1/commands",
@@ -327,6 +376,32 @@ async def test_submit_refused_by_the_head_end(client: httpx.AsyncClient, ops: Fa
     )
     unknown = await client.post("/api/v1/commands", json={"meter_id": "XX9", "type": "reconnect"})
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "no meter 'XX9'"})
+
+
+async def test_a_key_reused_for_another_request_is_409(
+    client: httpx.AsyncClient, ops: FakeOperations, monkeypatch: pytest.MonkeyPatch
+):
+    async def conflict(meter_id: str, kind: CommandType, **_: object) -> Command:
+        ops.calls.append(("submit", (meter_id, kind)))
+        raise IdempotencyConflictError(
+            f"idempotency key 'k1' was used for a disconnect of {meter_id}", command_id=HISTORY_ID
+        )
+
+    monkeypatch.setattr(ops, "submit", conflict)
+    answer = await client.post(
+        "/api/v1/commands",
+        json={"meter_id": "SP0000001", "type": "reconnect"},
+        headers={"Idempotency-Key": "k1"},
+    )
+    assert (answer.status_code, answer.json()) == (
+        409,
+        {
+            "detail": "idempotency key 'k1' was used for a disconnect of SP0000001",
+            "command_id": HISTORY_ID,
+        },
+    )
+    schema = create_app(FakeOperations(), TOKEN, TZ).openapi()
+    assert "409" in schema["paths"]["/api/v1/commands"]["post"]["responses"]
 
 
 async def test_command_history_in_order_with_iso_times(client: httpx.AsyncClient):

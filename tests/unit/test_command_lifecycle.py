@@ -106,3 +106,45 @@ def test_an_attempt_can_say_what_it_does_first():
     assert c.history[2].detail == "attempt 1"
     assert c.history[-1].detail == "attempt 2: reading the relay first"
     assert c.result is None  # until a command has an answer to keep
+
+
+@pytest.mark.parametrize(
+    ("steps", "mid_attempt", "detail"),
+    [
+        ((), False, "head-end restarted before queueing it"),
+        (("queue",), False, ""),
+        (("queue", "send"), True, "head-end restarted during attempt 1"),
+        (("queue", "send", "acknowledge"), True, "head-end restarted during attempt 1"),
+    ],
+)
+def test_every_open_state_resumes_queued_after_a_restart(
+    steps: tuple[str, ...], mid_attempt: bool, detail: str
+):
+    c = command()
+    for step in steps:
+        getattr(c, step)(150)
+    assert c.resume(200) is mid_attempt
+    assert c.state is S.QUEUED
+    assert c.history[-1].detail == detail
+    c.send(201)  # each can be sent again
+    assert c.attempts == len([s for s in steps if s == "send"]) + 1
+
+
+def test_a_withdrawn_attempt_is_not_counted():
+    c = command()
+    c.queue(101)
+    c.send(102)
+    c.withdraw(103, 133, "the store failed")
+    assert (c.state, c.attempts, c.next_attempt_at) == (S.QUEUED, 0, 133)
+    assert c.history[-1].detail == "not sent: the store failed; retry at 133"
+    with pytest.raises(InvalidTransition):
+        c.withdraw(104, 134, "only a sent command")
+
+
+def test_an_internal_error_is_not_retried():
+    c = command()
+    c.queue(101)
+    c.send(102)
+    c.fail(103, FailureReason.INTERNAL, POLICY, random.Random(1), "a bug")
+    assert c.state is S.FAILED
+    assert c.failure is FailureReason.INTERNAL

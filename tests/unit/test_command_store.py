@@ -81,3 +81,19 @@ async def test_a_result_is_saved_and_loaded_with_the_command(tmp_path: Path):
     assert again is not None
     assert again.result == {"voltage_v": 231.4, "energy_import_wh": 12345, "meter_time": 1.5e9}
     assert again.state is CommandState.CONFIRMED
+
+
+async def test_open_commands_hold_every_open_state(tmp_path: Path):
+    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+        made = [command(key, meter=f"SP{key}") for key in "1234"]
+        for c in made:
+            await store.run_sql(partial(commands.insert, command=c))
+        steps = [(), ("queue",), ("queue", "send"), ("queue", "send", "acknowledge")]
+        for c, taken in zip(made, steps, strict=True):
+            for step in taken:
+                getattr(c, step)(11)
+            await store.run_sql(partial(commands.save, command=c))
+        pending = await store.run_sql(commands.open_commands)
+    assert sorted(c.state for c in pending) == sorted(
+        [CommandState.CREATED, CommandState.QUEUED, CommandState.SENT, CommandState.ACKNOWLEDGED]
+    )

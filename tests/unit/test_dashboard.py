@@ -17,7 +17,8 @@ def exported_names() -> set[str]:
     registry = CollectorRegistry()
     HesMetrics(registry, queue_depth=lambda: 0, meters_online=lambda: 0)
     registry.register(
-        NodeGauges(open_commands=dict, meters_known=lambda: 0, meters_silent=lambda: 0,
+        NodeGauges(open_commands=dict, meters_known=lambda: 0, meters_online=lambda: 0,
+                   meters_silent=lambda: 0,
                    silent_after_s=86_400)
     )  # fmt: skip
     names = set()

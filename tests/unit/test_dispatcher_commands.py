@@ -128,11 +128,21 @@ async def real(tmp_path: Path) -> AsyncIterator[tuple[Rig, Meters]]:
     ("kind", "parameters", "named"),
     [
         (CommandType.DISCONNECT, {"force": True}, "force"),
-        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 10.0}, "end"),
-        (CommandType.READ_PROFILE, {"profile": "load", "start": 1.0, "end": 2.0}, "profile"),
-        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 9.0, "end": 2.0}, "start"),
-        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 0, "end": 40 * 86400},
-         "end - start"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": START}, "end"),
+        (CommandType.READ_PROFILE, {"profile": "load", "start": START, "end": START + 900},
+         "profile"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": START + 900, "end": START},
+         "start"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": START,
+                                    "end": START + 40 * 86400}, "end - start"),
+        # instants no datetime (nor renderer) takes: before 2000, after 2100, not a number
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 0, "end": 900}, "start"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 1e300, "end": 1e300},
+         "start"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": 4_102_444_000.0,
+                                    "end": 4_102_445_000.0}, "end"),
+        (CommandType.READ_PROFILE, {"profile": "block_load", "start": START,
+                                    "end": float("nan")}, "end"),
         (CommandType.PUSH_SETUP, {}, "at least one"),
         (CommandType.PUSH_SETUP, {"number_of_retries": 256}, "number_of_retries"),
         (CommandType.PUSH_SETUP, {"repetition_delay": "60"}, "repetition_delay"),
@@ -153,11 +163,12 @@ async def test_accepted_parameters_are_stored_in_their_checked_form(real: tuple[
     command = await r.dispatcher.submit(
         "SP0000001",
         CommandType.READ_PROFILE,
-        parameters={"profile": "block_load", "start": 900, "end": 1800},
+        parameters={"profile": "block_load", "start": int(START), "end": int(START) + 900},
     )
     stored = await r.store.run_sql(partial(rows.load, command_id=command.command_id))
     assert stored is not None
-    assert stored.parameters == {"profile": "block_load", "start": 900.0, "end": 1800.0}
+    assert stored.parameters == {"profile": "block_load", "start": START, "end": START + 900}
+    assert isinstance(stored.parameters["start"], float)
 
 
 # ---------------------------------------------------------------- reads and push setup
@@ -250,6 +261,67 @@ async def test_a_refused_set_fails_the_push_setup_at_once(tmp_path: Path):
     assert [c.sets for c in seen] == [
         [5, 6]
     ]  # one attempt: a meter that says no is not asked again
+
+
+class IgnoresClockSet:
+    """A connection whose meter answers success to a clock set but keeps its time."""
+
+    def __init__(self, real: MeterConnection) -> None:
+        self.meter_id = real.meter_id
+        self.real = real
+
+    async def set(self, ref: Reference, value: Data) -> DataAccessResult:
+        if ref.class_id == 8:
+            return DataAccessResult.SUCCESS
+        return await self.real.set(ref, value)
+
+    async def get(self, ref: Reference, selection: object = None) -> Data:
+        return await self.real.get(ref)
+
+
+async def test_time_sync_sets_the_clock_and_reads_it_back(real: tuple[Rig, Meters]):
+    r, meters = real
+    meter = meters.meters["SP0000001"]
+    meter.clock_offset_s = -600.0  # ten minutes slow
+    done = await r.run("SP0000001", CommandType.TIME_SYNC)
+    assert done.state is S.CONFIRMED
+    assert [t.state for t in done.history] == [S.CREATED, S.QUEUED, S.SENT, S.ACKNOWLEDGED,
+                                               S.CONFIRMED]  # fmt: skip
+    assert done.history[-1].detail == "clock read back as set"
+    assert done.result is not None
+    # set to the head-end's time when it was sent (to the hundredth): behind by no more
+    # than the time the set took to arrive
+    took = done.history[3].at - done.result["clock_set_to"]  # type: ignore[operator]
+    assert -took - 0.01 <= meter.clock_offset_s <= 0
+    assert set(done.result) == {"clock_set_to", "clock_read_back"}
+    assert done.result["clock_set_to"] <= done.result["clock_read_back"] <= done.history[-1].at  # type: ignore[operator]
+
+
+async def test_a_clock_that_reads_back_unset_is_not_confirmed(tmp_path: Path):
+    made: list[Meters] = []
+
+    def sessions(clock: SimClock, _bus: EventBus) -> object:
+        made.append(Meters(clock))
+        inner = MeterSessions(made[0].exchange, KEYRING)
+
+        class Wrapped:
+            @contextlib.asynccontextmanager
+            async def associate(self, meter_id: str) -> AsyncIterator[IgnoresClockSet]:
+                async with inner.associate(meter_id) as connection:
+                    yield IgnoresClockSet(connection)
+
+        return Wrapped()
+
+    async with rig(tmp_path, sessions) as r:
+        made[0].meters["SP0000001"].clock_offset_s = -600.0
+        done = await r.run("SP0000001", CommandType.TIME_SYNC)
+    assert done.state is S.FAILED
+    assert done.failure is FailureReason.NOT_CONFIRMED
+    assert done.attempts == 1
+    detail = done.history[-1].detail
+    assert detail.startswith("not_confirmed: clock read back -")
+    off = float(detail.removeprefix("not_confirmed: clock read back ").split()[0])
+    assert off == pytest.approx(-600, abs=2)  # the meter ran on a little while it was asked
 
 
 # ---------------------------------------------------------------- relay: confirmed how, and once

@@ -12,6 +12,7 @@ from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import CommandState, CommandType, FailureReason, RetryPolicy
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import SqliteStore
+from hes_sim.protocols import axdr
 from hes_sim.protocols.axdr import Data, Tag
 from hes_sim.protocols.topics import MeterState
 from hes_sim.protocols.xdlms import ActionResponse, DataAccessResult
@@ -44,7 +45,9 @@ class FakeSessions:
         yield self.meter
 
 
-async def run(tmp_path: Path, meter: FakeMeter, attempts: int):
+async def run(
+    tmp_path: Path, meter: object, attempts: int, kind: CommandType = CommandType.DISCONNECT
+):
     bus = EventBus()
     finished: list[Event] = []
     bus.subscribe(lambda e: finished.append(e) if isinstance(e, CommandFinished) else None)
@@ -57,7 +60,7 @@ async def run(tmp_path: Path, meter: FakeMeter, attempts: int):
         SqliteStore(tmp_path / "hes.sqlite") as store,
         CommandDispatcher(store, FakeSessions(meter), presence, clock, bus, retry=policy) as d,  # type: ignore[arg-type]
     ):
-        command = await d.submit("SP1", CommandType.DISCONNECT)
+        command = await d.submit("SP1", kind)
         async with asyncio.timeout(10):
             done = await d.wait(command.command_id)
     return done, finished
@@ -83,5 +86,29 @@ async def test_a_bug_fails_the_command_and_the_dispatcher_carries_on(tmp_path: P
     meter = FakeMeter(fail_times=99, error=ZeroDivisionError("a bug"))
     done, finished = await run(tmp_path, meter, attempts=2)
     assert done.state is CommandState.FAILED
-    assert done.failure is FailureReason.REJECTED
+    assert done.failure is FailureReason.INTERNAL  # not "rejected": it was not refused
+    assert done.attempts == 1  # a bug recurs: not retried
+    assert len(finished) == 1
+
+
+class MalformedProfile:
+    """A meter whose instantaneous profile's capture objects are structures of three."""
+
+    def __init__(self) -> None:
+        self.gets = 0
+
+    async def get(self, _ref, _selection=None) -> Data:
+        self.gets += 1
+        return axdr.array(axdr.structure(Data(Tag.LONG_UNSIGNED, 3), axdr.octets(bytes(6)),
+                                         Data(Tag.INTEGER, 2)))  # fmt: skip
+
+
+async def test_a_malformed_answer_is_a_bad_answer_retried_not_a_bug(tmp_path: Path):
+    meter = MalformedProfile()
+    done, finished = await run(tmp_path, meter, attempts=2, kind=CommandType.READ_INSTANTANEOUS)
+    assert done.state is CommandState.FAILED
+    assert done.failure is FailureReason.BAD_ANSWER
+    assert done.attempts == 2
+    assert "a capture object of 3 values, expected 4" in done.history[-1].detail
+    assert meter.gets == 2
     assert len(finished) == 1

@@ -17,7 +17,7 @@ from hes_sim.clock import ManualClock, SimClock
 from hes_sim.events import CommandFinished, Event, EventBus
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import Command, CommandState, CommandType
-from hes_sim.hes.commands.scheduling import Slots
+from hes_sim.hes.commands.scheduling import Slots, routine_share
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import SqliteStore
 from hes_sim.protocols.axdr import Data, Tag
@@ -78,6 +78,47 @@ def test_a_reconnect_takes_the_next_free_slot_of_its_cell():
     assert slots.take(waiting) == []
     slots.release(running.command_id)
     assert [c.meter_id for c in slots.take(waiting)] == ["A4"]
+
+
+def test_reads_leave_half_the_slots_to_relay_commands():
+    slots = Slots(concurrency=4, per_cell_limit=10, cell_of=lambda _: None)
+    reads = [cmd(f"R{i}", CommandType.READ_PROFILE, at=i) for i in range(6)]
+    started = slots.take(reads)
+    assert [c.meter_id for c in started] == ["R0", "R1"]
+    assert slots.take(reads[2:]) == []  # two slots free, but not for reads…
+    relay = [cmd("X1", CommandType.RECONNECT, at=9), cmd("X2", CommandType.DISCONNECT, at=10)]
+    assert slots.take(relay) == relay  # …for relay commands, which find them at once
+    assert (slots.running, slots.routine_running) == (4, 2)
+    slots.release(relay[0].command_id)
+    assert slots.take(reads[2:]) == []  # a relay slot freed stays a relay slot
+    slots.release(started[0].command_id)
+    assert [c.meter_id for c in slots.take(reads[2:])] == ["R2"]
+
+
+def test_routine_commands_hold_at_most_half_of_a_cells_slots():
+    slots = Slots(concurrency=10, per_cell_limit=2, cell_of=cell_of)
+    routine = [
+        cmd("A1", CommandType.READ_PROFILE, at=1),
+        cmd("A2", CommandType.PUSH_SETUP, at=2),
+        cmd("A3", CommandType.TIME_SYNC, at=3),
+        cmd("B1", CommandType.READ_INSTANTANEOUS, at=4),
+    ]
+    # by priority: the time sync takes cell a's one routine slot, b's read takes b's
+    assert [c.meter_id for c in slots.take(routine)] == ["A3", "B1"]
+    assert slots.in_cell("cell-a") == 1
+    # cell a's other slot was kept: a reconnect there starts though the cell has reads due
+    assert [c.meter_id for c in slots.take([*routine[:2], cmd("A4", CommandType.RECONNECT)])] == [
+        "A4"
+    ]
+
+
+def test_a_limit_of_one_cannot_be_halved_and_is_shared():
+    slots = Slots(concurrency=1, per_cell_limit=1, cell_of=cell_of)
+    assert routine_share(1) == 1
+    assert [routine_share(n) for n in (2, 3, 8, 32)] == [1, 1, 4, 16]
+    (read,) = slots.take([cmd("A1", CommandType.READ_PROFILE)])
+    slots.release(read.command_id)
+    assert slots.running == slots.routine_running == 0
 
 
 def test_limits_must_allow_something():

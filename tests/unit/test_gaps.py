@@ -112,7 +112,7 @@ def db() -> Iterator[sqlite3.Connection]:
 
 def store(db: sqlite3.Connection, meter_id: str, interval_ends: list[int]) -> None:
     db.executemany(
-        "INSERT INTO block_load_reads VALUES (?, ?, 'sp', 230, 1, 10, 0, 11, 0, '{}', 0, 0)",
+        "INSERT INTO block_load_reads VALUES (?, ?, 'sp', 230, 1, 10, 0, 11, 0, '{}', 0, 0, 0)",
         [(meter_id, end) for end in interval_ends],
     )
 

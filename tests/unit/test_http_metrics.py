@@ -2,7 +2,7 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter
 
-from hes_sim.hes.http_metrics import MetricsServer
+from hes_sim.http_metrics import MetricsServer
 
 
 async def request(port: int, raw: bytes) -> bytes:

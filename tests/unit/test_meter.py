@@ -101,3 +101,21 @@ def test_an_open_relay_stops_consumption_for_the_part_of_the_interval_it_was_ope
 def test_network_meters_are_built_over_children_only():
     with pytest.raises(ValueError, match="network"):
         VirtualMeter.create("DT0000001", MeterKind.DT, 1, IST)
+
+
+def test_a_power_outage_stops_consumption_and_logs_failure_and_restoration():
+    meter = VirtualMeter.create("SP0000001", MeterKind.SINGLE_PHASE, 7, IST)
+    end = START + 12 * 3600  # noon, some load
+    full = meter.entry_for(end, 900).raw(Quantity.WH_IMPORT)
+    assert full > 0
+    meter.power_off(end - 600)  # off for the last 10 minutes, relay closed throughout
+    meter.power_off(end - 500)  # already off: nothing more
+    assert meter.entry_for(end, 900).raw(Quantity.WH_IMPORT) == pytest.approx(full / 3, abs=1)
+    assert meter.entry_for(end + 900, 900).raw(Quantity.WH_IMPORT) == 0
+    meter.power_on(end + 900)
+    assert meter.powered
+    assert [e.code for e in meter.events.take_pending()] == [101, 102]
+    # relay open for the first 5 minutes and mains off for the last 10: nothing drawn
+    meter.operate_relay(Trigger.REMOTE_DISCONNECT, end - 900)
+    meter.operate_relay(Trigger.REMOTE_RECONNECT, end - 600)
+    assert meter.entry_for(end, 900).raw(Quantity.WH_IMPORT) == 0

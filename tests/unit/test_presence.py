@@ -56,3 +56,18 @@ def test_a_meter_heard_before_its_state_arrives_counts_no_transition():
     assert old is not None
     assert old.last_seen == -86_400.0
     assert not old.state_known
+
+
+def test_a_retained_state_replayed_after_a_restart_does_not_count_as_hearing_the_meter():
+    clock = ManualClock(100_000.0)
+    presence = MeterPresence(clock)
+    presence.seen_before("quiet", last_seen=100_000.0 - 3 * 86_400)  # from the store
+    assert presence.update("quiet", MeterState.ONLINE, heard=False)  # the broker's replay
+    assert presence.update("never", MeterState.ONLINE, heard=False)
+    quiet, never = presence.get("quiet"), presence.get("never")
+    assert quiet is not None
+    assert quiet.last_seen == 100_000.0 - 3 * 86_400
+    assert never is not None
+    assert never.last_seen == presence.started_at
+    clock.advance(60)
+    assert presence.sweep(silence_s=3600) == ["quiet"]  # still silent: offline again

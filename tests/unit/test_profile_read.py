@@ -197,3 +197,32 @@ async def test_instantaneous_values_are_scaled_and_named():
         "apparent_power_va", "active_power_w", "energy_import_wh",
         "apparent_energy_import_vah", "billing_count",
     }  # fmt: skip
+
+
+async def test_malformed_answers_are_refused_as_the_meters_not_as_a_bug():
+    meter = InMemoryMeter(MeterKind.SINGLE_PHASE, intervals=4)
+    async with meter.connected() as connection:
+        columns = (await connection.get(BLOCK_LOAD_COLUMNS)).items
+        short = axdr.array(axdr.structure(*columns[0].items[:3]), *columns[1:])
+        doctored = Doctored(connection, {BLOCK_LOAD_COLUMNS: short})
+        with pytest.raises(ProfileReadError, match="a capture object of 3 values, expected 4"):
+            await read_block_load(doctored, START, meter.now, IST, received_at=meter.now)  # type: ignore[arg-type]
+
+        (row,) = (await connection.get(BLOCK_LOAD_SCALERS)).items
+        triple = axdr.structure(*row.items[0].items, Data(Tag.INTEGER, 0))
+        doctored = Doctored(connection, {BLOCK_LOAD_SCALERS: axdr.array(
+            axdr.structure(triple, *row.items[1:]))})  # fmt: skip
+        with pytest.raises(ProfileReadError, match="a scaler and unit of 3 values"):
+            await read_block_load(doctored, START, meter.now, IST, received_at=meter.now)  # type: ignore[arg-type]
+
+
+async def test_a_scaler_no_integer_holds_is_refused_not_computed():
+    meter = InMemoryMeter(MeterKind.THREE_PHASE, intervals=2)
+    scalers = Reference(7, profile_read.logical_name("1.0.94.91.3.255"), 2)
+    async with meter.connected() as connection:
+        (row,) = (await connection.get(scalers)).items
+        huge = axdr.structure(Data(Tag.DOUBLE_LONG, 2**31 - 1), row.items[1].items[1])
+        doctored = Doctored(connection, {scalers: axdr.array(
+            axdr.structure(row.items[0], huge, *row.items[2:]))})  # fmt: skip
+        with pytest.raises(ProfileReadError, match="scaler 2147483647"):
+            await read_instantaneous(doctored)  # type: ignore[arg-type]

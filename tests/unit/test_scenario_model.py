@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from hes_sim.errors import ScenarioError
-from hes_sim.scenario.model import Figure, SlaCheck, load_scenario
+from hes_sim.scenario.model import Figure, SlaCheck, load_scenario, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = """
@@ -104,3 +104,17 @@ commands:
     path.write_text(body)
     with pytest.raises(ScenarioError, match=r"commands\.0.*number_of_retries"):
         load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("15m", 900), ("1.5h", 5400), ("1h30m", 5400), ("2m30s", 150), ("1d2h", 93600)],
+)
+def test_durations_parse_single_and_compound_units(text: str, seconds: float):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1x", "h", "1h 30", "-5m", "1h-30m"])
+def test_bad_durations_are_refused(text: str):
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)

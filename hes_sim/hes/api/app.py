@@ -1,8 +1,8 @@
 """The operator API: a FastAPI application over the ``Operations`` protocol.
 
-Routes only translate: HTTP in, a call on ``ops``, a schema out. Everything behind
-``/api/v1`` needs the bearer token (see ``guards``); ``/healthz`` is the unauthenticated
-liveness probe.
+Routes only translate: HTTP in, a call on ``ops``, a schema out. Everything needs the
+bearer token (see ``guards``) except ``PUBLIC_PATHS``: ``/healthz``, the liveness probe,
+and the API's documentation, public on purpose so that tooling can read the schema.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Header, Query, Response, status
 
 from hes_sim import __version__
 from hes_sim.errors import HesSimError
+from hes_sim.hes.api.errors import add_error_answers
 from hes_sim.hes.api.guards import BearerAuth, InternalErrors
 from hes_sim.hes.api.schemas import (
     CommandList,
     CommandOut,
     CommandRequest,
+    ConflictOut,
     ErrorOut,
     HealthOut,
     Liveness,
@@ -38,7 +39,6 @@ from hes_sim.hes.operations import (
     Connectivity,
     InvalidRequestError,
     MeterFilter,
-    NotFoundError,
     Operations,
 )
 from hes_sim.scenario.model import parse_duration
@@ -84,8 +84,7 @@ def create_app(ops: Operations, token: str, tz: tzinfo) -> FastAPI:
         "ISO 8601 in the simulation's time zone; durations are simulated seconds. Every "
         f"{API_PREFIX} route needs `Authorization: Bearer <token>`.",
     )
-    app.add_exception_handler(NotFoundError, _not_found)
-    app.add_exception_handler(InvalidRequestError, _invalid)
+    add_error_answers(app)
     app.add_middleware(BearerAuth, token=token, public=PUBLIC_PATHS)
     app.add_middleware(InternalErrors)  # added last: outermost, so it sees every failure
 
@@ -117,6 +116,10 @@ def _router(tag: str) -> APIRouter:
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
 REFUSED: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+SUBMIT_REFUSED: dict[int | str, dict[str, Any]] = {
+    **REFUSED,
+    409: {"model": ConflictOut, "description": "the idempotency key was used for another request"},
+}
 
 
 def _meter_routes(ops: Operations, tz: tzinfo) -> APIRouter:
@@ -166,8 +169,8 @@ def _meter_routes(ops: Operations, tz: tzinfo) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> ReadPage:
         # every stored read ended before now (it was received after its interval ended)
-        end_s = ops.health().sim_time if end is None else _seconds(end, tz)
-        start_s = end_s - DEFAULT_READS_WINDOW_S if start is None else _seconds(start, tz)
+        end_s = ops.health().sim_time if end is None else _seconds("end", end, tz)
+        start_s = end_s - DEFAULT_READS_WINDOW_S if start is None else _seconds("start", start, tz)
         if start_s >= end_s:
             raise InvalidRequestError(
                 f"start ({iso(start_s, tz)}) must be before end ({iso(end_s, tz)})"
@@ -191,7 +194,7 @@ def _command_routes(ops: Operations, tz: tzinfo) -> APIRouter:
         "/commands",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=CommandOut,
-        responses=REFUSED,
+        responses=SUBMIT_REFUSED,
         summary="submit a command; the head-end carries it out and its state tells how far",
     )
     async def submit_command(
@@ -275,14 +278,12 @@ def _report_routes(ops: Operations, tz: tzinfo) -> APIRouter:
     return router
 
 
-def _seconds(at: datetime, tz: tzinfo) -> float:
-    """Simulated Unix seconds; a time without an offset is in the API's zone."""
-    return (at if at.tzinfo is not None else at.replace(tzinfo=tz)).timestamp()
-
-
-async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=404)
-
-
-async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=422)
+def _seconds(name: str, at: datetime, tz: tzinfo) -> float:
+    """Simulated Unix seconds; a time without an offset is in the API's zone. Refused if
+    the answer could not show it back in that zone (in year 1 or after year 9999 there)."""
+    try:
+        seconds = (at if at.tzinfo is not None else at.replace(tzinfo=tz)).timestamp()
+        datetime.fromtimestamp(seconds, tz)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InvalidRequestError(f"{name}: {at.isoformat()} is out of range") from exc
+    return seconds

@@ -2,10 +2,12 @@
 error answer.
 
 The token is checked in front of the application rather than in a route dependency so
-that nothing runs before it: not the body parsing, not the route matching (an
-unauthenticated client cannot even learn which paths exist). Every path needs the token
-except the few public ones (liveness and the API's own documentation).
-"""
+that nothing runs before it: not the body parsing, not the route matching (probing an
+unknown path answers 401 like a known one). Every path needs the token except the few
+public ones: liveness, and the API's own documentation (``/openapi.json``, ``/docs``,
+``/redoc``). Those are public on purpose: operators' tooling (client generators, API
+consoles) fetches the schema before it has a token, so which routes exist is no secret;
+what the token guards is every answer and every action behind them."""
 
 from __future__ import annotations
 

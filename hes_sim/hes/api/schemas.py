@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from hes_sim.hes.commands.lifecycle import (
@@ -30,11 +31,22 @@ from hes_sim.hes.operations import (
 )
 from hes_sim.hes.records import ReadRecord
 
+log = structlog.get_logger(__name__)
 DEFAULT_DEADLINE_S = 3600.0
+MAX_DEADLINE_S = 30 * 86400.0  # a month: longer is a mistake (1e300 could not even be shown)
 
 
 def iso(at: float, tz: tzinfo) -> str:
-    return datetime.fromtimestamp(at, tz).isoformat()
+    """``at`` in ``tz``. A time no datetime can hold (a deadline stored before requests
+    were bounded) is clamped to the last or first one that can, and logged: one bad row
+    must not make every listing that holds it fail."""
+    try:
+        return datetime.fromtimestamp(at, tz).isoformat()
+    except (OverflowError, ValueError, OSError):
+        log.warning("api_time_unrenderable", seconds=at)
+        if at > 0:
+            return datetime.max.replace(tzinfo=tz).isoformat()
+        return datetime.min.replace(tzinfo=tz).isoformat()  # NaN too
 
 
 def iso_or_none(at: float | None, tz: tzinfo) -> str | None:
@@ -47,6 +59,10 @@ class Schema(BaseModel):
 
 class ErrorOut(Schema):
     detail: str = Field(description="what went wrong, for a person")
+
+
+class ConflictOut(ErrorOut):
+    command_id: str = Field(description="the command first stored under the idempotency key")
 
 
 class CommandRequest(Schema):
@@ -62,8 +78,9 @@ class CommandRequest(Schema):
     deadline_s: float = Field(
         default=DEFAULT_DEADLINE_S,
         gt=0,
+        le=MAX_DEADLINE_S,
         allow_inf_nan=False,
-        description="simulated seconds from now after which the command expires",
+        description="simulated seconds from now after which the command expires (at most 30 days)",
     )
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
 

@@ -35,6 +35,7 @@ class _EmbeddedUvicorn(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self.servers = []  # uvicorn sets it in startup(); _reap needs it even before
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -46,14 +47,22 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
-async def _reap(server: uvicorn.Server) -> None:
-    """Requests uvicorn gave up on at its graceful timeout: it cancels them but does not
-    wait, and they must not outlive the server."""
+async def _reap(server: _EmbeddedUvicorn) -> None:
+    """What uvicorn leaves behind when it is stopped past its graceful timeout (it cancels
+    the requests but does not wait for them) or cancelled before or during its own shutdown
+    (it skips it): listeners, connections and requests must not outlive the server."""
+    for listener in server.servers:
+        listener.close()  # idempotent: uvicorn's own shutdown may have done it
+    for connection in list(server.server_state.connections):
+        if not connection.transport.is_closing():  # uvicorn may have shut it down already
+            connection.shutdown()  # closes an idle one; one answering closes once it has
     requests = set(server.server_state.tasks)
     for request in requests:
         request.cancel()
     if requests:
         await asyncio.wait(requests, timeout=REAP_TIMEOUT_S)
+    for connection in list(server.server_state.connections):
+        connection.transport.close()  # still open past the reaping: dropped
 
 
 class ApiServer:
@@ -146,15 +155,21 @@ class ApiServer:
                 if pending:
                     log.warning("api_shutdown_cancelling", grace_s=self._grace_s)
         finally:
-            if task is not None:
-                task.cancel()  # no-op once it has finished
+            # every step below runs however this ends: a cancellation (SIGTERM, Ctrl-C, a
+            # second one while uvicorn drains) re-raised by any of them must not skip the rest
             try:
-                await self._group.__aexit__(exc_type, exc, tb)
-                if server is not None:
-                    await _reap(server)
+                if task is not None:
+                    task.cancel()  # no-op once it has finished
+                # the block's own exception is the caller's: handed to the group it would
+                # come back wrapped in an ExceptionGroup; the group raises only uvicorn's own
+                await self._group.__aexit__(None, None, None)
             finally:
-                if self._socket is not None:
-                    self._socket.close()
+                try:
+                    if server is not None:
+                        await _reap(server)
+                finally:
+                    if self._socket is not None:
+                        self._socket.close()
 
     async def _started(self, server: _EmbeddedUvicorn, task: asyncio.Task[None]) -> None:
         async with asyncio.timeout(self._start_timeout_s):

@@ -3,13 +3,19 @@
 An async context manager owning a TaskGroup: ``commands:scheduler`` wakes when a command
 is submitted, when a meter comes online, or when the next retry or deadline is due, and
 starts each due command in its own task within its slots (see ``scheduling``: a global
-bound, one at a time per meter, a bound per cell). Parameters are checked at submit,
-before anything is stored. Every step is written to the store before the next, so a
-restarted head-end resumes; a relay command it finds sent or acknowledged reads the
-relay before acting, so a meter is never switched twice for one command.
+bound, one at a time per meter, a bound per cell, half kept for relay commands).
+Parameters, deadline and idempotency key are checked at submit, before anything is
+stored. Every step is written to the store before the next, so a restarted head-end
+resumes; a relay command it finds sent or acknowledged reads the relay before acting,
+so a meter is never switched twice for one command.
 
-A relay switch is confirmed by whichever comes first: the relay state read back, or the
-meter's control event (201 disconnected / 202 connected) stamped at or after the send.
+What each command does with its meter is in ``relay_switch`` (disconnect, reconnect) and
+``executors`` (the others); this module keeps the schedule and the bookkeeping.
+
+A store that fails a write (disk full) stops no one: the command goes on in memory and
+its write is tried again at its next step, or by the scheduler soon after. Only the
+write that says a command is about to be sent must succeed first; without it the attempt
+is withdrawn, since a restart could not know that the meter was asked.
 """
 
 from __future__ import annotations
@@ -21,9 +27,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from enum import IntEnum
+from datetime import timezone
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -31,84 +35,36 @@ from typing import Any, Self
 import structlog
 
 from hes_sim.clock import SimClock
-from hes_sim.errors import BrokerError, HesSimError
-from hes_sim.events import (
-    CommandFinished,
-    Event,
-    EventBus,
-    MeterEventReceived,
-    MeterOnline,
-    ReadsRecovered,
-)
-from hes_sim.hes import profile_read
+from hes_sim.errors import BrokerError, HesSimError, StoreError
+from hes_sim.events import CommandFinished, Event, EventBus, MeterEventReceived, MeterOnline
+from hes_sim.hes.commands import executors
 from hes_sim.hes.commands import parameters as params
 from hes_sim.hes.commands import store as rows
+from hes_sim.hes.commands.executors import Attempt
 from hes_sim.hes.commands.lifecycle import (
+    INDIA,
     Command,
     CommandState,
     CommandType,
     FailureReason,
     RetryPolicy,
 )
-from hes_sim.hes.commands.parameters import (
-    Parameters,
-    ProfileName,
-    PushSetupParameters,
-    ReadProfileParameters,
-)
-from hes_sim.hes.commands.scheduling import Slots
-from hes_sim.hes.meter_sessions import MeterConnection, MeterSessions
-from hes_sim.hes.operations import InvalidRequestError
+from hes_sim.hes.commands.relay_switch import RelaySwitch
+from hes_sim.hes.commands.scheduling import RELAY_COMMANDS, Slots
+from hes_sim.hes.meter_sessions import MeterSessions
+from hes_sim.hes.operations import IdempotencyConflictError, InvalidRequestError
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import SqliteStore
-from hes_sim.protocols import axdr, cosem_datetime
-from hes_sim.protocols.axdr import Data, Tag
 from hes_sim.protocols.topics import MeterState
-from hes_sim.protocols.xdlms import DataAccessResult, Reference
+
+__all__ = ["INDIA", "CommandDispatcher"]  # INDIA: the default zone, defined in lifecycle
 
 log = structlog.get_logger(__name__)
 
-RELAY = bytes([0, 0, 96, 3, 10, 255])
-RELAY_OUTPUT_STATE = Reference(70, RELAY, 2)
-CLOCK = bytes([0, 0, 1, 0, 0, 255])
-PUSH_SETUP = bytes([0, 0, 25, 9, 0, 255])  # the block-load push
-RELAY_METHOD = {CommandType.DISCONNECT: 1, CommandType.RECONNECT: 2}
-# push setup (class 40) attributes by parameter name: attribute index and A-XDR type
-PUSH_ATTRIBUTES = {
-    "randomisation_start_interval": (5, Tag.LONG_UNSIGNED),
-    "number_of_retries": (6, Tag.UNSIGNED),
-    "repetition_delay": (7, Tag.LONG_UNSIGNED),
-}
-INDIA = timezone(timedelta(hours=5, minutes=30))
 IDLE_WAKE_S = 60.0  # simulated: the scheduler looks again at least this often
-# simulated: how long after a relay read back unswitched its control event may still come
-CONTROL_EVENT_GRACE_S = 120.0
-
-
-class ControlEvent(IntEnum):
-    """IS 15959 control event codes a relay switch writes (and pushes)."""
-
-    LOAD_SWITCH_DISCONNECTED = 201
-    LOAD_SWITCH_CONNECTED = 202
-
-
-CONTROL_EVENT = {
-    CommandType.DISCONNECT: ControlEvent.LOAD_SWITCH_DISCONNECTED,
-    CommandType.RECONNECT: ControlEvent.LOAD_SWITCH_CONNECTED,
-}
-
-
-class UnexpectedAnswerError(HesSimError):
-    """The meter answered, but not with the kind of value the command reads."""
-
-
-@dataclass(slots=True)
-class _ControlWatch:
-    """A relay command waiting for its control event (one per meter: one command runs)."""
-
-    code: ControlEvent
-    since: int  # whole simulated seconds: the meter stamps its events to the second
-    seen: asyncio.Future[MeterEventReceived]
+STORE_RETRY_S = 30.0  # simulated: a failed write is tried again this soon
+MAX_DEADLINE_S = 30 * 86_400.0  # a command older than a month is no longer wanted
+S = CommandState
 
 
 class CommandDispatcher:
@@ -136,11 +92,12 @@ class CommandDispatcher:
         self._retry = retry or RetryPolicy()
         self._rng = random.Random(seed)
         self._tz = tz
+        self._relay = RelaySwitch()
         self._open: dict[str, Command] = {}
+        self._unsaved: dict[str, Command] = {}  # their last write failed; tried again
         self._resumed: set[str] = set()  # caught mid-attempt by a restart; not yet done
-        self._watches: dict[str, _ControlWatch] = {}  # by meter id
         self._tasks: set[asyncio.Task[None]] = set()
-        self._finished: dict[str, asyncio.Event] = {}
+        self._finished: dict[str, asyncio.Event] = {}  # set and removed by _finish only
         self._wake = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._group: asyncio.TaskGroup | None = None
@@ -149,12 +106,11 @@ class CommandDispatcher:
     async def __aenter__(self) -> Self:
         now = self._clock.now()
         for command in await self._store.run_sql(rows.open_commands):
-            if command.state in (CommandState.SENT, CommandState.ACKNOWLEDGED):
-                # the previous head-end stopped mid-attempt: whether the meter acted is
-                # unknown, so the next attempt of a relay command looks before it acts
-                command.queue(now, f"head-end restarted during attempt {command.attempts}")
-                await self._save(command)
+            steps = len(command.history)
+            if command.resume(now):  # caught mid-attempt: a relay command looks first
                 self._resumed.add(command.command_id)
+            if len(command.history) > steps:
+                await self._save(command)
             self._open[command.command_id] = command  # resumed after a restart
         self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._start(self._schedule(), "commands:scheduler")
@@ -182,14 +138,7 @@ class CommandDispatcher:
         if isinstance(event, MeterOnline):
             self._wake.set()
         elif isinstance(event, MeterEventReceived):
-            watch = self._watches.get(event.meter_id)
-            if (
-                watch is not None
-                and event.code == watch.code
-                and event.at >= watch.since
-                and not watch.seen.done()
-            ):
-                watch.seen.set_result(event)
+            self._relay.on_event(event)
 
     @property
     def open_count(self) -> int:
@@ -214,9 +163,15 @@ class CommandDispatcher:
         """Store a command (or find the one with the same key) and let the scheduler run it.
 
         Raises InvalidRequestError, naming the field, when the parameters do not fit
-        ``kind``; nothing is stored then.
+        ``kind`` or the deadline is not a positive number of seconds up to 30 days, and
+        IdempotencyConflictError when the key was used for another request; nothing is
+        stored then.
         """
         checked = params.validate(kind, parameters or {})
+        if not (math.isfinite(deadline_s) and 0 < deadline_s <= MAX_DEADLINE_S):
+            raise InvalidRequestError(
+                f"deadline_s: {deadline_s} is not between 0 and {MAX_DEADLINE_S:.0f} s (30 days)"
+            )
         now = self._clock.now()
         command = Command(
             command_id=uuid.uuid4().hex,
@@ -227,12 +182,13 @@ class CommandDispatcher:
             deadline=now + deadline_s,
             parameters=params.stored(checked),
         )
+        # queued before the one write that stores it: a command stored but not queued
+        # would be left behind by a crash between two writes
+        command.queue(now, "meter online" if self._online(meter_id) else "meter offline: waiting")
         stored = await self._store.run_sql(partial(rows.insert, command=command))
         if stored is not command:
-            return self._open.get(stored.command_id, stored)
-        online = self._online(meter_id)
-        command.queue(now, "meter online" if online else "meter offline: waiting")
-        await self._save(command)
+            _same_request(stored, command)
+            return self._open.get(stored.command_id) or self._unsaved.get(stored.command_id, stored)
         self._open[command.command_id] = command
         self._wake.set()
         return command
@@ -241,15 +197,15 @@ class CommandDispatcher:
         """Until the command reaches a terminal state."""
         command = self._open.get(command_id)
         if command is None:
+            ended = self._unsaved.get(command_id)  # its end not yet in the store
+            if ended is not None:
+                return ended
             found = await self._store.run_sql(partial(rows.load, command_id=command_id))
             if found is None:
                 raise HesSimError(f"no command {command_id}")
             return found
-        done = self._finished.setdefault(command_id, asyncio.Event())
-        try:
-            await done.wait()
-        finally:
-            self._finished.pop(command_id, None)
+        # shared by every waiter of the command: one cancelled leaves it to the others
+        await self._finished.setdefault(command_id, asyncio.Event()).wait()
         return command
 
     # ---------------------------------------------------------------- scheduling
@@ -260,8 +216,16 @@ class CommandDispatcher:
 
     async def _schedule(self) -> None:
         while True:
+            # cleared before the scan, which awaits: a submit or a freed slot meanwhile
+            # sets it again and is seen at once, not at the next idle wake
+            self._wake.clear()
             now = self._clock.now()
             next_due = now + IDLE_WAKE_S
+            for command in list(self._unsaved.values()):
+                if not self._slots.is_running(command.command_id):  # saved at its next step
+                    await self._save(command)
+            if self._unsaved:
+                next_due = min(next_due, now + STORE_RETRY_S)
             due: list[Command] = []
             for command in list(self._open.values()):
                 if command.done or self._slots.is_running(command.command_id):
@@ -278,7 +242,6 @@ class CommandDispatcher:
             # after many reads does not wait behind them
             for command in self._slots.take(due):
                 self._start(self._run(command), f"command:{command.command_id}")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, self._clock.wall_seconds(next_due - now))):
                     await self._wake.wait()
@@ -290,7 +253,7 @@ class CommandDispatcher:
             # a bug must not leave the command hanging nor stop the others
             log.exception("command_crashed", command_id=command.command_id)
             if not command.done:
-                self._failed(command, FailureReason.REJECTED, "internal error, see the log")
+                self._failed(command, FailureReason.INTERNAL, "internal error, see the log")
         finally:
             self._slots.release(command.command_id)
         command.expire_if_due(self._clock.now())
@@ -308,15 +271,27 @@ class CommandDispatcher:
             return
         # an earlier attempt may have switched the relay before its answer was lost (or
         # before a restart): read it first rather than switch twice
-        look_first = command.type in RELAY_METHOD and command.attempts > 0
-        command.send(self._clock.now(), "reading the relay first" if look_first else "")
-        await self._save(command)
+        relay = command.type in RELAY_COMMANDS
+        look_first = relay and command.attempts > 0
+        sent_at = self._clock.now()
+        command.send(sent_at, "reading the relay first" if look_first else "")
+        if not await self._save(command):
+            # a restart would not know the meter was asked: do not ask it yet
+            command.withdraw(self._clock.now(), sent_at + STORE_RETRY_S, "the store failed")
+            return
+        attempt = Attempt(
+            command, self._clock, self._tz, self._store, self._bus,
+            checkpoint=partial(self._save, command), fail=partial(self._failed, command),
+            look_first=look_first, resumed=command.command_id in self._resumed,
+        )  # fmt: skip
         try:
             async with self._sessions.associate(command.meter_id) as meter:
-                await self._carry_out(command, meter, parameters, look_first=look_first)
-            watch = self._watches.get(command.meter_id)
-            if watch is not None and command.state is CommandState.ACKNOWLEDGED:
-                await self._await_control_event(command, watch)
+                if relay:
+                    await self._relay.switch(attempt, meter)
+                else:
+                    await executors.execute(attempt, meter, parameters)
+            if relay:
+                await self._relay.await_late_event(attempt)
         except TimeoutError:
             self._failed(command, FailureReason.TIMEOUT, "no answer in time")
         except BrokerError as exc:
@@ -325,187 +300,7 @@ class CommandDispatcher:
             # refused, undecipherable, or not the answer expected: worth another attempt
             self._failed(command, FailureReason.BAD_ANSWER, str(exc))
         finally:
-            self._watches.pop(command.meter_id, None)
-
-    async def _carry_out(
-        self,
-        command: Command,
-        meter: MeterConnection,
-        parameters: Parameters,
-        *,
-        look_first: bool,
-    ) -> None:
-        if isinstance(parameters, ReadProfileParameters):
-            await self._read_profile(command, meter, parameters)
-        elif isinstance(parameters, PushSetupParameters):
-            await self._push_setup(command, meter, parameters)
-        elif command.type is CommandType.TIME_SYNC:
-            await self._time_sync(command, meter)
-        elif command.type is CommandType.READ_INSTANTANEOUS:
-            await self._read_instantaneous(command, meter)
-        else:
-            await self._switch_relay(command, meter, look_first=look_first)
-
-    # ---------------------------------------------------------------- each command
-
-    async def _time_sync(self, command: Command, meter: MeterConnection) -> None:
-        now = self._clock.now
-        at = now()
-        stamp = cosem_datetime.encode(datetime.fromtimestamp(at, tz=self._tz))
-        result = await meter.set(Reference(8, CLOCK, 2), axdr.octets(stamp))
-        if result is not DataAccessResult.SUCCESS:
-            self._failed(command, FailureReason.NEGATIVE_RESPONSE, result.name)
-            return
-        command.result = {"clock_set_to": at}
-        command.acknowledge(now(), "clock set")
-        command.confirm(now(), "clock set")
-
-    async def _read_instantaneous(self, command: Command, meter: MeterConnection) -> None:
-        values = await profile_read.read_instantaneous(meter)
-        now = self._clock.now()
-        command.result = values
-        command.acknowledge(now, f"{len(values)} values read")
-        command.confirm(now, "a read has no further effect to confirm")
-
-    async def _read_profile(
-        self, command: Command, meter: MeterConnection, parameters: ReadProfileParameters
-    ) -> None:
-        if parameters.profile is not ProfileName.BLOCK_LOAD:  # pragma: no cover - one profile
-            self._failed(command, FailureReason.REJECTED, f"{parameters.profile} not readable")
-            return
-        records = await profile_read.read_block_load(
-            meter, parameters.start, parameters.end, self._tz, received_at=self._clock.now()
-        )
-        command.acknowledge(self._clock.now(), f"{len(records)} entries read")
-        await self._save(command)
-        # stored once by meter and interval: what was pushed already is left as it is
-        flags = await self._store.add_reads(records, self._clock.now())
-        new = sum(flags)
-        command.result = {"entries": len(records), "stored_new": new}
-        command.confirm(self._clock.now(), f"{new} of {len(records)} entries stored new")
-        self._bus.emit(ReadsRecovered(command.meter_id, command.command_id, new))
-
-    async def _push_setup(
-        self, command: Command, meter: MeterConnection, parameters: PushSetupParameters
-    ) -> None:
-        wanted = parameters.given()
-        for name, value in wanted.items():
-            index, tag = PUSH_ATTRIBUTES[name]
-            result = await meter.set(Reference(40, PUSH_SETUP, index), Data(tag, value))
-            if result is not DataAccessResult.SUCCESS:
-                self._failed(command, FailureReason.NEGATIVE_RESPONSE, f"{name}: {result.name}")
-                return
-        command.acknowledge(self._clock.now(), f"set {', '.join(wanted)}")
-        await self._save(command)
-        read_back: dict[str, object] = {}
-        for name in wanted:
-            index, _tag = PUSH_ATTRIBUTES[name]
-            read_back[name] = (await meter.get(Reference(40, PUSH_SETUP, index))).value
-        command.result = read_back
-        if read_back == wanted:
-            command.confirm(self._clock.now(), "read back equal")
-        else:
-            self._failed(command, FailureReason.NOT_CONFIRMED, f"read back {read_back}")
-
-    async def _switch_relay(
-        self, command: Command, meter: MeterConnection, *, look_first: bool
-    ) -> None:
-        closed_wanted = command.type is CommandType.RECONNECT
-        if look_first:
-            closed = await self._relay_closed(meter)
-            if closed is closed_wanted:
-                found = (
-                    "found done after restart"
-                    if command.command_id in self._resumed
-                    else "found done before sending again"
-                )
-                command.result = {"output_state": closed, "confirmed_by": "read_back"}
-                command.acknowledge(self._clock.now(), f"{found}: output_state read back {closed}")
-                command.confirm(self._clock.now(), found)
-                return
-        watch = self._watch(command)
-        method = Reference(70, RELAY, RELAY_METHOD[command.type])
-        answer = await meter.action(method, Data(Tag.INTEGER, 0))
-        if answer.result is not DataAccessResult.SUCCESS:
-            self._failed(command, FailureReason.NEGATIVE_RESPONSE, answer.result.name)
-            return
-        command.acknowledge(self._clock.now(), "action-result success")
-        await self._save(command)
-        await self._confirm_switch(command, meter, watch, closed_wanted=closed_wanted)
-
-    def _watch(self, command: Command) -> _ControlWatch:
-        sent_at = next(t.at for t in reversed(command.history) if t.state is CommandState.SENT)
-        watch = _ControlWatch(
-            CONTROL_EVENT[command.type],
-            math.floor(sent_at),
-            asyncio.get_running_loop().create_future(),
-        )
-        self._watches[command.meter_id] = watch
-        return watch
-
-    async def _confirm_switch(
-        self,
-        command: Command,
-        meter: MeterConnection,
-        watch: _ControlWatch,
-        *,
-        closed_wanted: bool,
-    ) -> None:
-        """Read the relay back, unless its control event comes first."""
-        read = asyncio.ensure_future(self._relay_closed(meter))
-        try:
-            await asyncio.wait((read, watch.seen), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            read.cancel()
-            raise
-        if watch.seen.done():
-            self._confirmed_by_event(command, watch.seen.result(), closed_wanted=closed_wanted)
-            # the read's answer is on its way: take it, so that it is not taken for the
-            # answer to the association's next request (the release)
-            with contextlib.suppress(TimeoutError, HesSimError, RuntimeError):
-                await read
-            return
-        closed = read.result()
-        command.result = {"output_state": closed, "confirmed_by": "read_back"}
-        if closed is closed_wanted:
-            command.confirm(self._clock.now(), f"output_state read back: {closed}")
-        else:
-            # not switched yet: its control event may still come (see _execute)
-            log.info("relay_not_switched_yet", command_id=command.command_id,
-                     meter_id=command.meter_id, output_state=closed)  # fmt: skip
-
-    async def _await_control_event(self, command: Command, watch: _ControlWatch) -> None:
-        """After the association: the relay read back unswitched; wait a little for its
-        control event (a relay may switch after answering), then give up."""
-        grace = max(0.0, min(CONTROL_EVENT_GRACE_S, command.deadline - self._clock.now()))
-        try:
-            async with asyncio.timeout(self._clock.wall_seconds(grace)):
-                event = await watch.seen
-        except TimeoutError:
-            closed = (command.result or {}).get("output_state")
-            self._failed(command, FailureReason.NOT_CONFIRMED,
-                         f"output_state is {closed}, and no control event {int(watch.code)}"
-                         f" within {grace:.0f} s")  # fmt: skip
-            return
-        self._confirmed_by_event(
-            command, event, closed_wanted=command.type is CommandType.RECONNECT
-        )
-
-    def _confirmed_by_event(
-        self, command: Command, event: MeterEventReceived, *, closed_wanted: bool
-    ) -> None:
-        command.result = {
-            "output_state": closed_wanted,
-            "confirmed_by": "control_event",
-            "event_at": event.at,
-        }
-        command.confirm(self._clock.now(), f"control event {event.code} stamped {event.at}")
-
-    async def _relay_closed(self, meter: MeterConnection) -> bool:
-        value = (await meter.get(RELAY_OUTPUT_STATE)).value
-        if not isinstance(value, bool):
-            raise UnexpectedAnswerError(f"output_state read as {value!r}, not a boolean")
-        return value
+            self._relay.forget(command.meter_id)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -516,21 +311,45 @@ class CommandDispatcher:
                     meter_id=command.meter_id, reason=reason, detail=detail)  # fmt: skip
         command.fail(self._clock.now(), reason, self._retry, self._rng, detail)
 
-    async def _save(self, command: Command) -> None:
-        await self._store.run_sql(partial(rows.save, command=command))
+    async def _save(self, command: Command) -> bool:
+        """Write the command; on a store error keep it for another try. False: not saved."""
+        try:
+            await self._store.run_sql(partial(rows.save, command=command))
+        except StoreError as exc:
+            log.warning("command_save_failed", command_id=command.command_id,
+                        meter_id=command.meter_id, state=command.state, error=str(exc))  # fmt: skip
+            self._unsaved[command.command_id] = command
+            return False
+        self._unsaved.pop(command.command_id, None)
+        return True
 
     async def _finish(self, command: Command) -> None:
         if self._open.pop(command.command_id, None) is None:
             return  # finished already
         self._resumed.discard(command.command_id)
-        await self._save(command)
+        await self._save(command)  # when it fails, the end is stored later; it happened
         end = command.history[-1].at
         self._bus.emit(
             CommandFinished(command.command_id, command.meter_id, command.type.value,
                             command.state.value, end - command.created_at)
         )  # fmt: skip
-        if command.state is CommandState.CONFIRMED:
+        if command.state is S.CONFIRMED:
             log.info("command_confirmed", command_id=command.command_id, meter_id=command.meter_id)
-        waiting = self._finished.get(command.command_id)
+        waiting = self._finished.pop(command.command_id, None)
         if waiting is not None:
             waiting.set()
+
+
+def _same_request(stored: Command, asked: Command) -> None:
+    """An idempotency key names one request: the same meter, type and parameters."""
+    if (stored.meter_id, stored.type, stored.parameters) != (
+        asked.meter_id,
+        asked.type,
+        asked.parameters,
+    ):
+        raise IdempotencyConflictError(
+            f"idempotency_key: {asked.idempotency_key!r} was used for command"
+            f" {stored.command_id} ({stored.type} to {stored.meter_id}, parameters"
+            f" {stored.parameters}), not this request",
+            command_id=stored.command_id,
+        )

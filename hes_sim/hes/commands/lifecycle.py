@@ -4,8 +4,9 @@ passes the time of each step (simulated seconds).
     created -> queued -> sent -> acknowledged -> confirmed
                  ^         |          |
                  +---------+----------+   (retriable failure before the deadline)
-    any live state -> failed (negative response, rejected, or retries used up)
+    any live state -> failed (negative response, rejected, internal, or retries used up)
     any live state -> expired (deadline passed)
+    sent -> queued, the attempt withdrawn (the meter was not asked: the store failed)
 
 ``acknowledged`` is the meter's positive DLMS answer; ``confirmed`` is the effect seen
 (the relay state read back, or the control event received).
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from enum import StrEnum
+from typing import assert_never
 
 from hes_sim.backoff import Backoff
 from hes_sim.errors import HesSimError
@@ -47,6 +50,12 @@ class FailureReason(StrEnum):
     REJECTED = "rejected"  # refused before sending (bad parameters, unknown meter)
     NOT_CONFIRMED = "not_confirmed"  # acknowledged, but the effect did not show
     BAD_ANSWER = "bad_answer"  # refused, undecipherable, or not the answer expected
+    INTERNAL = "internal"  # a bug in the head-end (see its log): not retried, it would recur
+
+
+# the meters' local time (IST, no daylight saving): the default zone of the COSEM
+# date-times the head-end writes and reads; defined once here, for every module
+INDIA = timezone(timedelta(hours=5, minutes=30))
 
 
 S = CommandState
@@ -130,6 +139,15 @@ class Command:
         self.attempts += 1
         self._move(S.SENT, at, f"attempt {self.attempts}" + (f": {detail}" if detail else ""))
 
+    def withdraw(self, at: float, retry_at: float, detail: str) -> None:
+        """Back to queued from sent before the meter was asked anything: the attempt does
+        not count (a relay needs no look first, and no retry is used up)."""
+        if self.state is not S.SENT:
+            raise InvalidTransition(f"{self.command_id}: only a sent command is withdrawn")
+        self.attempts -= 1
+        self.next_attempt_at = retry_at
+        self._move(S.QUEUED, at, f"not sent: {detail}; retry at {retry_at:.0f}")
+
     def acknowledge(self, at: float, detail: str = "") -> None:
         self._move(S.ACKNOWLEDGED, at, detail)
 
@@ -149,6 +167,22 @@ class Command:
                 return
         self.failure = reason
         self._move(S.FAILED, at, f"{reason}: {detail}")
+
+    def resume(self, at: float) -> bool:
+        """After a head-end restart: queued again, whatever open state the last one left
+        it in. True when it was caught mid-attempt (whether the meter acted is unknown)."""
+        match self.state:
+            case S.CREATED:
+                # stored but never queued (older head-ends wrote the two apart): not sent
+                self._move(S.QUEUED, at, "head-end restarted before queueing it")
+                return False
+            case S.QUEUED | S.CONFIRMED | S.FAILED | S.EXPIRED:
+                return False  # waiting already, or done
+            case S.SENT | S.ACKNOWLEDGED:
+                self._move(S.QUEUED, at, f"head-end restarted during attempt {self.attempts}")
+                return True
+            case unknown:
+                assert_never(unknown)
 
     def expire_if_due(self, now: float) -> bool:
         if self.done or now < self.deadline:

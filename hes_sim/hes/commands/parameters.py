@@ -17,6 +17,10 @@ from hes_sim.hes.commands.lifecycle import CommandType
 from hes_sim.hes.operations import InvalidRequestError
 
 MAX_PROFILE_SPAN_S = 31 * 86_400.0  # a month of block load: ~3,000 entries, ~100 blocks
+# the instants a profile read may name (simulated Unix seconds, 2000-01-01 to 2100-01-01
+# UTC): a datetime, a COSEM date-time and every renderer can represent them all
+EARLIEST_SIM_TIME = 946_684_800.0
+LATEST_SIM_TIME = 4_102_444_800.0
 
 
 class Parameters(BaseModel):
@@ -33,7 +37,9 @@ class ProfileName(StrEnum):
     # daily_load and billing join here with their readers (hes_sim.hes.profile_read)
 
 
-SimTime = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # simulated Unix seconds
+SimTime = Annotated[  # simulated Unix seconds
+    float, Field(ge=EARLIEST_SIM_TIME, le=LATEST_SIM_TIME, allow_inf_nan=False)
+]
 
 
 class ReadProfileParameters(Parameters):

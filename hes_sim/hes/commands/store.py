@@ -2,7 +2,7 @@
 
 Plain functions on a sqlite3 connection, run on the store's thread through
 ``SqliteStore.run_sql``. A command's idempotency key is unique: submitting it again
-returns the first.
+returns the first (the dispatcher refuses a key reused for another request).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ _TERMINAL = tuple(state.value for state in TERMINAL)
 
 
 def insert(db: sqlite3.Connection, command: Command) -> Command:
-    """Store a new command, or return the one already stored under its idempotency key."""
+    """Store a new command, or return the one already stored under its idempotency key
+    (the caller checks that it is the same request)."""
     existing = db.execute(
         f"SELECT {_COLUMNS} FROM commands WHERE idempotency_key = ?",  # noqa: S608 - constant columns
         (command.idempotency_key,),
