@@ -33,9 +33,13 @@ class SimClock:
         self.sim_start = sim_start
         self.time_scale = time_scale
         self.wall_anchor = wall_anchor
+        self._running = asyncio.Event()
+        if wall_anchor is not None:
+            self._running.set()
 
     def start(self) -> None:
         self.wall_anchor = time.time()
+        self._running.set()
 
     @property
     def running(self) -> bool:
@@ -54,7 +58,13 @@ class SimClock:
         return sim_seconds / self.time_scale
 
     async def sleep_until(self, sim_time: float) -> None:
-        """Sleep until the simulated instant ``sim_time`` (returns at once if it has passed)."""
+        """Sleep until the simulated instant ``sim_time`` (returns at once if it has passed).
+
+        While the clock stands still (before ``start``) it waits for the start first, so it
+        never wakes before ``sim_time``."""
+        if sim_time <= self.now():
+            return
+        await self._running.wait()
         delay = (sim_time - self.now()) / self.time_scale
         if delay > 0:
             await asyncio.sleep(delay)

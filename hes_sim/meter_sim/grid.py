@@ -32,9 +32,13 @@ class Grid:
         """The feeder a meter hangs on, through its DT when it has one."""
         return self.feeder_of.get(self.dt_of.get(meter_id, meter_id))
 
-    def place_in_cells(self, meters_per_cell: int, seed: int) -> dict[str, str]:
-        """Meter id -> cell id. Meters of one DT share its cell (they stand near it), DTs
-        fill cells in order; without a grid, meters fill cells in a seeded order."""
+    def place_in_cells(
+        self, meters_per_cell: int, seed: int, cells: int | None = None
+    ) -> dict[str, str]:
+        """Meter id -> cell id. Meters of one DT share its cell (they stand near it);
+        without a grid, meters come in a seeded order. With ``cells``, exactly that many
+        cells, each DT's group going to the least filled; else cells of at most
+        ``meters_per_cell`` (a DT's group is never split), filled in order."""
         by_dt: dict[str, list[str]] = {}
         for meter in self.meters:
             by_dt.setdefault(self.dt_of.get(meter.meter_id, meter.meter_id), []).append(
@@ -43,15 +47,21 @@ class Grid:
         groups = list(by_dt.values())
         if not self.dt_of:
             random.Random(seed ^ 0xCE11).shuffle(groups)
-        cells: dict[str, str] = {}
-        cell, filled = 1, 0
+        placed: dict[str, str] = {}
+        if cells is not None:
+            filled = [0] * cells
+            for group in groups:
+                index = filled.index(min(filled))
+                placed.update(dict.fromkeys(group, f"CELL{index + 1:04d}"))
+                filled[index] += len(group)
+            return placed
+        cell, count = 1, 0
         for group in groups:
-            if filled and filled + len(group) > meters_per_cell:
-                cell, filled = cell + 1, 0
-            for member in group:
-                cells[member] = f"CELL{cell:04d}"
-            filled += len(group)
-        return cells
+            if count and count + len(group) > meters_per_cell:
+                cell, count = cell + 1, 0
+            placed.update(dict.fromkeys(group, f"CELL{cell:04d}"))
+            count += len(group)
+        return placed
 
 
 def meter_id(kind: MeterKind, number: int) -> str:

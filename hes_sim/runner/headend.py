@@ -60,7 +60,8 @@ def _register(scenario: Scenario | None) -> list[MeterInfo]:
         tz,
         None if scenario.grid is None else scenario.grid.spec(),
     )
-    return register_of(grid, scenario.network.per_cell(len(grid.meters)), scenario.seed)
+    network = scenario.network
+    return register_of(grid, network.meters_per_cell, scenario.seed, network.cells)
 
 
 def node_options(options: HeadEndProcessOptions) -> NodeOptions:

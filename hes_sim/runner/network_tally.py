@@ -77,7 +77,7 @@ class NetworkTally:
     async def sample(self, online: Callable[[str], bool], start: float, duration: float) -> None:
         """Meters online at the head-end, per cell, over the run (a task the run cancels)."""
         every = max(60.0, duration / SAMPLES_PER_RUN)
-        at = start
+        at = start + every  # the clock stands still until the fleet is connected
         while True:
             await self._clock.sleep_until(at)
             by_cell = Counter(cell for meter, cell in self._cell_of.items() if online(meter))

@@ -34,6 +34,7 @@ from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
 from hes_sim.runner.fleet_register import register_of
 from hes_sim.runner.lag import LoopLagMonitor
+from hes_sim.runner.loop_errors import LoopErrors
 from hes_sim.runner.network import SimulatedNetwork, simulated_network
 from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.progress import ProgressLine
@@ -130,9 +131,8 @@ class ScenarioRun:
             None if scenario.grid is None else scenario.grid.spec(),
         )
         self.meters = grid.meters
-        self.register = register_of(
-            grid, scenario.network.per_cell(len(grid.meters)), scenario.seed
-        )
+        network = scenario.network
+        self.register = register_of(grid, network.meters_per_cell, scenario.seed, network.cells)
         self.reads_expected = self.schedule.count * len(self.meters)
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()
@@ -180,6 +180,7 @@ class ScenarioRun:
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
+        LoopErrors().install(asyncio.get_running_loop())
         async with _broker(self.options) as (broker, private):
             node = HeadEndNode(self._node_options(broker), self.clock, self.bus, self.register)
             async with node, self._network(broker) as network:

@@ -181,7 +181,10 @@ class Timeline:
 
     async def _restart_broker(self, downtime: float) -> None:
         assert self._broker is not None  # noqa: S101 - checked when the step was built
+        everyone = [m.meter_id for m in self._register]
+        self._tally.lost(everyone)
         await self._broker.stop()
         await self._clock.sleep_until(self._clock.now() + downtime)
         await self._broker.start()
         self._tally.note(self._clock.now() - self._start, "broker back")
+        self._tally.restored_now(everyone)

@@ -192,7 +192,9 @@ class NetworkSpec(Strict):
     broker."""
 
     radio: bool = False
-    cells: int | None = Field(default=None, ge=1, description="default: meters / meters_per_cell")
+    cells: int | None = Field(
+        default=None, ge=1, description="this many cells; default: cells of meters_per_cell"
+    )
     meters_per_cell: int = Field(default=400, ge=1)
     max_attached_per_cell: int | None = Field(
         default=None, ge=1, description="default: twice the meters of the cell"
@@ -201,12 +203,6 @@ class NetworkSpec(Strict):
     signal_mix: SignalMix = SignalMix()
     coverage_holes: CoverageHolesSpec = CoverageHolesSpec()
     keepalive: SimSeconds = Field(default=300.0, gt=0, description="the meters' MQTT keep-alive")
-
-    def per_cell(self, meters: int) -> int:
-        """Meters per cell: from ``cells`` when given."""
-        if self.cells is None:
-            return self.meters_per_cell
-        return max(1, -(-meters // self.cells))
 
 
 class BackfillSpec(Strict):

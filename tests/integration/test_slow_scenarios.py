@@ -24,3 +24,20 @@ def test_reconnect_wave_scenario_passes(tmp_path: Path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["commands_confirmed"] == report["commands_submitted"] > 0
     assert report["read_completeness"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("name", ["feeder-outage", "tower-outage"])
+def test_network_scenarios_pass_and_report_the_storm(tmp_path: Path, name: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "hes_sim.cli", "run", str(ROOT / f"config/scenarios/{name}.yaml"),
+         "--report-dir", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=380, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    network = json.loads((tmp_path / "report.json").read_text())["network"]
+    assert network["meters_restored"] > 0
+    assert network["meters_not_back"] == 0
+    assert network["peak_connects_per_s"] > 0
+    assert network["meter_reconnect_seconds"]["p95"] is not None

@@ -111,3 +111,15 @@ def test_cells_without_a_grid_are_seeded():
     assert plain.place_in_cells(10, seed=1) == plain.place_in_cells(10, seed=1)
     assert plain.place_in_cells(10, seed=1) != plain.place_in_cells(10, seed=2)
     assert len(set(plain.place_in_cells(10, seed=1).values())) == 6  # 53 meters, 10 a cell
+
+
+def test_a_given_number_of_cells_is_honoured_and_balanced():
+    grid = build_grid(COUNTS, 3, IST, SPEC)
+    cells = grid.place_in_cells(meters_per_cell=1, seed=3, cells=3)
+    sizes: dict[str, int] = {}
+    for cell in cells.values():
+        sizes[cell] = sizes.get(cell, 0) + 1
+    assert sorted(sizes) == ["CELL0001", "CELL0002", "CELL0003"]
+    for consumer, dt in grid.dt_of.items():
+        assert cells[consumer] == cells[dt]
+    assert max(sizes.values()) - min(sizes.values()) <= 12  # a DT's group at most apart

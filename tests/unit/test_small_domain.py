@@ -1,3 +1,4 @@
+import asyncio
 import random
 
 import pytest
@@ -66,3 +67,14 @@ def test_broker_address(url: str, expected: BrokerAddress):
 def test_bad_broker_address(url: str):
     with pytest.raises(ValueError, match="broker URL"):
         BrokerAddress.parse(url)
+
+
+async def test_sleep_until_never_wakes_before_the_instant_even_on_a_clock_standing_still():
+    clock = SimClock(1000.0, time_scale=100)  # not started: simulated time stands still
+    sleeper = asyncio.ensure_future(clock.sleep_until(1001.0))  # 10 ms of wall, if running
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()
+    clock.start()
+    async with asyncio.timeout(1):
+        await sleeper
+    assert clock.now() >= 1001.0
