@@ -40,7 +40,7 @@ from hes_sim.events import (
     MeterOnline,
     ReadsRecovered,
 )
-from hes_sim.hes.commands.lifecycle import Command, CommandState, CommandType
+from hes_sim.hes.commands.lifecycle import CommandState, CommandSubmitter, CommandType
 from hes_sim.hes.gaps import Completeness, Gap, Window, completeness, find_gaps, incomplete_meters
 from hes_sim.hes.presence import Presence
 from hes_sim.hes.store import SqliteStore
@@ -51,20 +51,6 @@ log = structlog.get_logger(__name__)
 
 PROFILE = "block_load"
 GapKey = tuple[str, float, float]  # meter, start, end
-
-
-class CommandSubmitter(Protocol):
-    """What the backfill needs of the command dispatcher."""
-
-    async def submit(
-        self,
-        meter_id: str,
-        kind: CommandType,
-        *,
-        idempotency_key: str | None = None,
-        deadline_s: float = 3600.0,
-        parameters: dict[str, object] | None = None,
-    ) -> Command: ...
 
 
 class PresenceView(Protocol):

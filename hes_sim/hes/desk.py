@@ -9,12 +9,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Protocol
 
 from hes_sim.clock import Clock
 from hes_sim.events import CommandFinished, Event, EventBus, MeterEventReceived
 from hes_sim.hes.commands import store as command_rows
-from hes_sim.hes.commands.lifecycle import TERMINAL, Command, CommandState, CommandType
+from hes_sim.hes.commands.lifecycle import (
+    TERMINAL,
+    Command,
+    CommandState,
+    CommandSubmitter,
+    CommandType,
+)
 from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.operations import (
     Connectivity,
@@ -40,23 +45,6 @@ RELAY_EVENTS: dict[int, RelayState] = {
 }
 RELAY_COMMANDS = {"disconnect": RelayState.DISCONNECTED, "reconnect": RelayState.CONNECTED}
 _OPEN = tuple(s.value for s in CommandState if s not in TERMINAL)
-
-
-class CommandSubmitter(Protocol):
-    """What the desk needs of the command dispatcher."""
-
-    @property
-    def open_count(self) -> int: ...
-
-    async def submit(
-        self,
-        meter_id: str,
-        kind: CommandType,
-        *,
-        idempotency_key: str | None,
-        deadline_s: float,
-        parameters: dict[str, object] | None,
-    ) -> Command: ...
 
 
 class OperatorDesk:

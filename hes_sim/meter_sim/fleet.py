@@ -68,12 +68,14 @@ class Fleet:
             # with the same fleet secret does not reuse an (IV, key) pair of an earlier one
             meter.invocation_counter = max(meter.invocation_counter, counter_floor)
             rng = random.Random(meter_seed(seed, meter.meter_id) ^ 0x5EED)
+            base = float(meter.push.repetition_delay) or reconnect_base_s
             self.runtimes.append(
                 MeterRuntime(
                     meter,
                     link_factory,
                     bus,
-                    backoff=Backoff(rng, reconnect_base_s, reconnect_cap_s),
+                    # the push setup's repetition delay paces a meter's retries
+                    backoff=Backoff(rng, base, max(reconnect_cap_s, base)),
                     time_scale=time_scale,
                     connect_slots=slots,
                     plan=self._plan,

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from enum import StrEnum
-from typing import assert_never
+from typing import Protocol, assert_never
 
 from hes_sim.backoff import Backoff
 from hes_sim.errors import HesSimError
@@ -189,3 +189,23 @@ class Command:
             return False
         self._move(S.EXPIRED, now, "deadline passed")
         return True
+
+
+class CommandSubmitter(Protocol):
+    """What the head-end's other parts (backfill, the operator desk, scenario events)
+    need of the command dispatcher."""
+
+    @property
+    def open_count(self) -> int:
+        """Commands not yet in a terminal state."""
+        ...
+
+    async def submit(
+        self,
+        meter_id: str,
+        kind: CommandType,
+        *,
+        idempotency_key: str | None = None,
+        deadline_s: float = 3600.0,
+        parameters: dict[str, object] | None = None,
+    ) -> Command: ...
