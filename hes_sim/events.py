@@ -45,6 +45,7 @@ class ReadStored:
     meter_id: str
     interval_end: float
     delivery_delay: float  # simulated seconds, interval end -> stored
+    wh_import: int = 0  # the interval's active energy: what prepaid charges for
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,26 @@ class LinkBlackHoled:
     meter_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExportDelivered:
+    """Records a sink acknowledged, one event per delivery attempt."""
+
+    sink: str
+    count: int
+    lag_max_s: float  # simulated seconds from enqueued to delivered, the batch's oldest
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFailed:
+    """Records a delivery attempt did not deliver, one event per attempt."""
+
+    sink: str
+    count: int
+    retriable: bool  # False: parked in the outbox until an operator requeues them
+    reason: str
+    at: float  # simulated seconds
+
+
 Event = (
     MeterConnected
     | MeterLinkLost
@@ -160,6 +181,8 @@ Event = (
     | LinkAttached
     | AttachRejected
     | LinkBlackHoled
+    | ExportDelivered
+    | ExportFailed
 )
 Handler = Callable[[Event], None]
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -309,7 +310,7 @@ def main() -> None:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "fleet", "codec", "memory", "ingest", "fleet-child"],
+        choices=["all", "fleet", "codec", "memory", "ingest", "proxy", "fleet-child"],
     )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--sizes", default="1000,5000", help="fleet sizes to connect")
@@ -372,6 +373,14 @@ def main() -> None:
         )
         for label, rate, unit in rows:
             print(f"  {label:<46} {rate:>9.0f} {unit}")
+    if options.what in ("all", "proxy"):
+        print("\n4G link proxy (2,000 aiomqtt clients, zero-delay radio, proxy in its own process)")
+        proxy = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("bench_proxy.py")), "--meters", "2000"],
+            capture_output=True, text=True, check=True, timeout=600,
+        )  # fmt: skip
+        for line in proxy.stdout.splitlines():
+            print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,9 @@ class Ingest:
             for read, stored in zip(reads, flags, strict=True):
                 if stored:
                     delay = stored_at - read.interval_end
-                    self._bus.emit(ReadStored(read.meter_id, read.interval_end, delay))
+                    self._bus.emit(
+                        ReadStored(read.meter_id, read.interval_end, delay, read.wh_import)
+                    )
                 else:
                     self._bus.emit(ReadDuplicate(read.meter_id, read.interval_end))
         if events:

@@ -27,6 +27,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import timezone
 from functools import partial
 from types import TracebackType
@@ -159,8 +160,10 @@ class CommandDispatcher:
         idempotency_key: str | None = None,
         deadline_s: float = 3600.0,
         parameters: dict[str, object] | None = None,
+        reason: str = "",
     ) -> Command:
         """Store a command (or find the one with the same key) and let the scheduler run it.
+        ``reason`` (why it was asked, e.g. a prepaid rule) heads its audit trail.
 
         Raises InvalidRequestError, naming the field, when the parameters do not fit
         ``kind`` or the deadline is not a positive number of seconds up to 30 days, and
@@ -182,6 +185,8 @@ class CommandDispatcher:
             deadline=now + deadline_s,
             parameters=params.stored(checked),
         )
+        if reason:
+            command.history[0] = replace(command.history[0], detail=reason)
         # queued before the one write that stores it: a command stored but not queued
         # would be left behind by a crash between two writes
         command.queue(now, "meter online" if self._online(meter_id) else "meter offline: waiting")

@@ -208,4 +208,5 @@ class CommandSubmitter(Protocol):
         idempotency_key: str | None = None,
         deadline_s: float = 3600.0,
         parameters: dict[str, object] | None = None,
+        reason: str = "",
     ) -> Command: ...
