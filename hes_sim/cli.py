@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from hes_sim import __version__, cli_headend
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.cli_errors import start_failures
+from hes_sim.durations import parse_duration
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.hes.node import ApiOptions
 from hes_sim.keyring import FleetKeyring
@@ -30,7 +31,7 @@ from hes_sim.operator_cli import OPERATOR_COMMANDS, add_operator_parsers, run_op
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.gateway import run_gateway
 from hes_sim.runner.run import RunOptions, run_scenario
-from hes_sim.scenario.model import Scenario, load_scenario, parse_duration
+from hes_sim.scenario.model import Scenario, load_scenario
 from hes_sim.settings import Settings
 
 EXIT_PASSED, EXIT_SLA_FAILED, EXIT_UNUSABLE = 0, 1, 2

@@ -37,7 +37,7 @@ from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
 from hes_sim.hes.store import SqliteStore, read_from_row
 from hes_sim.meter_sim.event_logs import EventCode
-from hes_sim.scenario.report import percentile
+from hes_sim.stats import percentile
 
 RELAY_EVENTS: dict[int, RelayState] = {
     EventCode.LOAD_SWITCH_DISCONNECTED: RelayState.DISCONNECTED,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timezone
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -20,26 +22,35 @@ import structlog
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError
-from hes_sim.events import EventBus
+from hes_sim.events import Event, EventBus, ReadStored
 from hes_sim.hes import inventory as register
 from hes_sim.hes.api.server import ApiServer
 from hes_sim.hes.backfill import Backfill, BackfillSettings
+from hes_sim.hes.billing import Tariff
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.counter_store import PersistentCounter
 from hes_sim.hes.desk import OperatorDesk
+from hes_sim.hes.export.exporter import Exporter
+from hes_sim.hes.export.policy import ExportSettings
+from hes_sim.hes.export.sinks import Sink
 from hes_sim.hes.ingest import PushPolicy
 from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.meter_sessions import Exchange, MeterSessions
 from hes_sim.hes.metrics import NodeGauges
 from hes_sim.hes.operations import DEFAULT_SILENCE_S
+from hes_sim.hes.prepaid.engine import PrepaidEngine
+from hes_sim.hes.prepaid.policy import DisconnectionPolicy
 from hes_sim.hes.service import HeadEnd, SilencePolicy
 from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.meter import CONSUMER_KINDS
 from hes_sim.meter_sim.schedule import IntervalSchedule
 
 log = structlog.get_logger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 15.0
+# consumers have accounts; DT and feeder meters do not
+CONSUMERS = frozenset(kind.value for kind in CONSUMER_KINDS)
 ANSWER_TIMEOUT_SIM_S = 120.0  # how long the head-end waits for a meter's answer
 ANSWER_TIMEOUT_WALL_MIN_S = 2.0  # but never less than this on the wall clock
 
@@ -49,6 +60,20 @@ class ApiOptions:
     token: str
     host: str = "127.0.0.1"
     port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PrepaidOptions:
+    tariff: Tariff
+    policy: DisconnectionPolicy
+    sanctioned_kw: Callable[[str], Decimal]  # by meter id
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    sink: Callable[[], contextlib.AbstractAsyncContextManager[Sink]]  # opened with the node
+    settings: ExportSettings
+    interval_s: int  # the reads' interval, for the exported records
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,8 @@ class NodeOptions:
     # the meters' interval schedule: what backfill expects; None (or no settings): no backfill
     schedule: IntervalSchedule | None = None
     backfill: BackfillSettings | None = None
+    prepaid: PrepaidOptions | None = None  # None: every consumer postpaid, no prepaid rules
+    export: ExportOptions | None = None  # None: reads are not exported
     seed: int = 0
     client_id: str = "hes-ingest-1"
 
@@ -88,6 +115,8 @@ class HeadEndNode:
         self._stack = contextlib.AsyncExitStack()
         self._api: ApiServer | None = None
         self.backfill: Backfill | None = None
+        self.prepaid: PrepaidEngine | None = None
+        self.exporter: Exporter | None = None
 
     @property
     def api_url(self) -> str | None:
@@ -96,7 +125,9 @@ class HeadEndNode:
     async def __aenter__(self) -> Self:
         options, clock, bus = self.options, self.clock, self.bus
         try:
-            self.store = await self._stack.enter_async_context(SqliteStore(options.db_path))
+            export_interval = None if options.export is None else options.export.interval_s
+            store = SqliteStore(options.db_path, export_interval_s=export_interval)
+            self.store = await self._stack.enter_async_context(store)
             if self._meters:
                 await self.store.run_sql(lambda db: register.register(db, self._meters))
             self.inventory.add(await self.store.run_sql(register.load))
@@ -162,6 +193,25 @@ class HeadEndNode:
                     meters=self._fleet,
                 )  # fmt: skip
                 await self._stack.enter_async_context(self.backfill)
+            if options.prepaid is not None:
+                self.prepaid = PrepaidEngine(
+                    self.dispatcher, clock, bus,
+                    tariff=options.prepaid.tariff, policy=options.prepaid.policy,
+                    tz=options.tz, sanctioned_kw=options.prepaid.sanctioned_kw,
+                )  # fmt: skip
+                consumers = [m.meter_id for m in self.inventory.all() if m.kind in CONSUMERS]
+                self.prepaid.open(consumers)
+                await self._stack.enter_async_context(self.prepaid)
+            if options.export is not None:
+                sink = await self._stack.enter_async_context(options.export.sink())
+                self.exporter = Exporter(
+                    self.store, sink, clock, settings=options.export.settings, bus=bus
+                )
+                await self._stack.enter_async_context(self.exporter)
+                exporter = self.exporter
+                bus.subscribe(
+                    lambda event: exporter.notify() if isinstance(event, ReadStored) else None
+                )
             if options.api is not None:
                 api = ApiServer(
                     self.desk, options.api.token, options.tz,
@@ -180,6 +230,10 @@ class HeadEndNode:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _new_read_to_export(self, event: Event) -> None:
+        if isinstance(event, ReadStored) and self.exporter is not None:
+            self.exporter.notify()  # its record went into the outbox with the read
 
     def _fleet(self) -> list[str]:
         """The meters backfill looks after: the register, or those heard from without one."""

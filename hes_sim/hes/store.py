@@ -16,6 +16,8 @@ from typing import Any, Protocol, Self, TypeVar
 
 from hes_sim.errors import StoreError
 from hes_sim.hes.commands.store import COMMAND_SCHEMA
+from hes_sim.hes.export import outbox
+from hes_sim.hes.export.outbox import OUTBOX_SCHEMA
 from hes_sim.hes.inventory import INVENTORY_SCHEMA
 from hes_sim.hes.records import EventRecord, ReadRecord
 
@@ -90,8 +92,11 @@ ON CONFLICT (meter_id, at, code) DO NOTHING
 
 
 class SqliteStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, export_interval_s: int | None = None) -> None:
+        """``export_interval_s``: every new read is also put in the export outbox, in the
+        same transaction (the reads' interval); None: no export."""
         self._path = str(path)
+        self._export_interval_s = export_interval_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
 
@@ -116,6 +121,7 @@ class SqliteStore:
         db.executescript(SCHEMA)
         db.executescript(COMMAND_SCHEMA)
         db.executescript(INVENTORY_SCHEMA)
+        db.executescript(OUTBOX_SCHEMA)
         self._db = db
 
     def _close(self) -> None:
@@ -142,8 +148,15 @@ class SqliteStore:
         self, reads: Sequence[ReadRecord], stored_at: float, *, recovered: bool = False
     ) -> list[bool]:
         rows = [(*_row(r, stored_at), int(recovered)) for r in reads]
+
+        def export(db: sqlite3.Connection, stored: list[bool]) -> None:
+            # in the reads' own transaction: a read is stored with its export, or neither
+            if self._export_interval_s is not None:
+                new = [read for read, fresh in zip(reads, stored, strict=True) if fresh]
+                outbox.enqueue_reads(db, new, stored_at, self._export_interval_s)
+
         try:
-            return await self._run(lambda: self._insert(INSERT, rows))
+            return await self._run(lambda: self._insert(INSERT, rows, then=export))
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(reads)} reads failed: {exc}") from exc
 
@@ -168,12 +181,19 @@ class SqliteStore:
 
         return await self._run(select)
 
-    def _insert(self, statement: str, rows: Sequence[tuple[object, ...]]) -> list[bool]:
-        """Insert each row in one transaction; True where it was new."""
+    def _insert(
+        self,
+        statement: str,
+        rows: Sequence[tuple[object, ...]],
+        then: Callable[[sqlite3.Connection, list[bool]], None] | None = None,
+    ) -> list[bool]:
+        """Insert each row in one transaction (with ``then`` inside it); True where new."""
         db = self._conn()
         db.execute("BEGIN")
         try:
             stored = [db.execute(statement, row).rowcount == 1 for row in rows]
+            if then is not None:
+                then(db, stored)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

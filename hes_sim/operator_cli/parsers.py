@@ -7,9 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from hes_sim.durations import parse_duration
 from hes_sim.hes.commands.lifecycle import CommandState, CommandType
 from hes_sim.hes.operations import Connectivity
-from hes_sim.scenario.model import parse_duration
 
 OPERATOR_COMMANDS = frozenset({"meter", "command"})
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import structlog
@@ -19,7 +20,8 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, ScenarioError
 from hes_sim.events import EventBus
-from hes_sim.hes.node import ApiOptions, HeadEndNode, NodeOptions
+from hes_sim.hes.billing import load_tariff
+from hes_sim.hes.node import CONSUMERS, ApiOptions, HeadEndNode, NodeOptions, PrepaidOptions
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import ReadStore
 from hes_sim.hes.tally import IngestTally
@@ -30,13 +32,22 @@ from hes_sim.meter_sim.grid import build_grid
 from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
+from hes_sim.runner.billing_endpoint import BillingEndpoint
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
+from hes_sim.runner.export import (
+    billing_endpoint,
+    drained,
+    endpoint_outages,
+    export_options,
+    export_report,
+)
 from hes_sim.runner.fleet_register import register_of
 from hes_sim.runner.lag import LoopLagMonitor
 from hes_sim.runner.loop_errors import LoopErrors
 from hes_sim.runner.network import SimulatedNetwork, simulated_network
 from hes_sim.runner.network_tally import NetworkTally
+from hes_sim.runner.prepaid import drive_prepaid, prepaid_figures
 from hes_sim.runner.progress import ProgressLine
 from hes_sim.runner.tally import RunTally
 from hes_sim.runner.timeline import Timeline
@@ -137,6 +148,7 @@ class ScenarioRun:
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()
         self.reads_recovered = 0
+        self.billing: BillingEndpoint | None = None  # the run's own, for a webhook without URL
         # what the network and the grid did, when the run models them
         self.network_tally: NetworkTally | None = None
         if scenario.network.radio or scenario.timeline:
@@ -174,14 +186,35 @@ class ScenarioRun:
             non_communicating_after_s=scenario.headend.non_communicating_after,
             schedule=self.schedule,
             backfill=scenario.backfill_settings(),
+            prepaid=self._prepaid_options(),
+            export=(
+                None
+                if scenario.export is None
+                else export_options(
+                    scenario.export, self.billing, options.report_dir, scenario.interval
+                )
+            ),
             seed=scenario.seed,
         )
+
+    def _prepaid_options(self) -> PrepaidOptions | None:
+        spec = self.scenario.prepaid
+        if spec is None:
+            return None
+        kind_of = {m.meter_id: m.kind for m in self.register}
+
+        def sanctioned_kw(meter_id: str) -> Decimal:
+            return spec.sanctioned_kw.get(kind_of.get(meter_id, ""), Decimal(2))
+
+        return PrepaidOptions(load_tariff(spec.tariff), spec.policy, sanctioned_kw)
 
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
         LoopErrors().install(asyncio.get_running_loop())
-        async with _broker(self.options) as (broker, private):
+        spec = self.scenario.export
+        async with _broker(self.options) as (broker, private), billing_endpoint(spec) as billing:
+            self.billing = billing
             node = HeadEndNode(self._node_options(broker), self.clock, self.bus, self.register)
             async with node, self._network(broker) as network:
                 await node.wait_subscribed()
@@ -194,6 +227,9 @@ class ScenarioRun:
                     watchers = self._watchers(helpers, node, fleet, network, private)
                     try:
                         await self._drive(fleet, hes)
+                        if node.exporter is not None:
+                            drain = self.scenario.drain_timeout
+                            await drained(node.exporter, self.clock, drain)
                         if self.options.before_shutdown is not None:
                             await self.options.before_shutdown(hes, store)
                         at_end = EndState(
@@ -209,13 +245,18 @@ class ScenarioRun:
                 reads_stored = await store.count_reads()
                 self.reads_recovered = await store.count_recovered()
                 delays = await store.delivery_delays()
+                prepaid_report = None if node.prepaid is None else prepaid_figures(node.prepaid)
+                export = None
+                if spec is not None and node.exporter is not None:
+                    export = await export_report(spec, node.exporter, billing, reads_stored)
                 network_figures = (
                     None
                     if self.network_tally is None
                     else self.network_tally.figures(None if network is None else network.radio)
                 )
         report = self._report(at_end, reads_stored, delays, time.monotonic() - wall_started)
-        report = report.model_copy(update={"network": network_figures}).with_verdicts(self.scenario)
+        extra = {"network": network_figures, "prepaid": prepaid_report, "export": export}
+        report = report.model_copy(update=extra).with_verdicts(self.scenario)
         report.write(self.options.report_dir)
         return report
 
@@ -302,6 +343,17 @@ class ScenarioRun:
             )
             watchers.append(helpers.create_task(timeline.run(start), name="run:timeline"))
             watchers.append(helpers.create_task(samples, name="run:online-samples"))
+        if self.scenario.prepaid is not None and node.prepaid is not None:
+            consumers = [m.meter_id for m in self.register if m.kind in CONSUMERS]
+            prepaid = drive_prepaid(
+                self.scenario.prepaid, consumers, node.prepaid,
+                clock=self.clock, start=start, seed=self.scenario.seed,
+            )  # fmt: skip
+            watchers.append(helpers.create_task(prepaid, name="run:prepaid"))
+        spec = self.scenario.export
+        if spec is not None and spec.endpoint_outages and self.billing is not None:
+            outages = endpoint_outages(spec, self.billing, self.clock, start)
+            watchers.append(helpers.create_task(outages, name="run:billing-outages"))
         if self.options.progress:
             progress = ProgressLine(lambda: self._progress_text(fleet, node.hes))
             watchers.append(helpers.create_task(progress.run(), name="run:progress"))

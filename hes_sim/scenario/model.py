@@ -6,50 +6,28 @@ Every duration is in simulated seconds; a number, or a string such as ``"15m"``,
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hes_sim.durations import Seconds
 from hes_sim.errors import ScenarioError
 from hes_sim.hes.backfill import BackfillSettings
+from hes_sim.hes.billing import load_tariff
 from hes_sim.hes.commands import parameters as command_parameters
 from hes_sim.hes.commands.lifecycle import CommandType
 from hes_sim.hes.operations import InvalidRequestError
+from hes_sim.hes.prepaid.policy import DisconnectionPolicy
 from hes_sim.meter_sim.grid import GridSpec
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.schedule import IntervalSchedule
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_COMPOUND = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*[dhms])+\s*$")  # 1h30m, 2m30s
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
-_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: object) -> object:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is not None:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        if _COMPOUND.match(value):
-            return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
-        raise ValueError(f"{value!r} is not a duration such as 900, '15m', '4h', '1h30m' or '1d'")
-    return value
-
-
-def parse_duration(value: str) -> float:
-    """``"90"``, ``"15m"``, ``"4h"``, ``"1d"`` -> seconds."""
-    seconds = _parse_duration(value)
-    if not isinstance(seconds, float):  # pragma: no cover - a str always parses to float
-        raise TypeError(value)
-    return seconds
-
-
-SimSeconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+SimSeconds = Seconds
 
 
 class Strict(BaseModel):
@@ -83,6 +61,16 @@ class Figure(StrEnum):
     PEAK_CONNECTS_PER_S = "peak_connects_per_s"
     ATTACH_REJECTS = "attach_rejects"
     LINK_RTT_P95 = "link_rtt_p95"
+    RECHARGE_TO_LIGHT_P50 = "recharge_to_light_p50"  # recharge accepted -> relay closed
+    RECHARGE_TO_LIGHT_P95 = "recharge_to_light_p95"
+    RECHARGE_TO_LIGHT_P99 = "recharge_to_light_p99"
+    RECHARGE_TO_LIGHT_MAX = "recharge_to_light_max"
+    PREPAID_DISCONNECTIONS = "prepaid_disconnections"
+    RECHARGES_STILL_DARK = "recharges_still_dark"  # recharged, not reconnected by the end
+    EXPORT_COMPLETENESS = "export_completeness"  # reads exported / reads stored
+    EXPORT_PENDING = "export_pending"
+    EXPORT_LAG_MAX = "export_lag_max"
+    EXPORT_APPLIED_TWICE = "export_applied_twice"  # at the run's own endpoint: must be 0
 
 
 class SlaCheck(Strict):
@@ -253,6 +241,78 @@ class CommandEvent(Strict):
         return self
 
 
+class PrepaidSwitch(Strict):
+    """Consumers moved from postpaid to prepaid at a simulated time."""
+
+    at: SimSeconds
+    share: float | None = Field(default=None, gt=0, le=1, description="of the consumers")
+    meters: list[str] | None = None
+    opening_balance: Decimal = Field(default=Decimal("50"), decimal_places=2)
+    grace: SimSeconds | None = Field(
+        default=None, description="no prepaid disconnection before; default: the policy's"
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> PrepaidSwitch:
+        if (self.share is None) == (self.meters is None):
+            raise ValueError("choose the consumers with exactly one of share or meters")
+        return self
+
+
+class RechargeRush(Strict):
+    """Many consumers recharge at once (a pay day, a counter opening): those disconnected
+    at ``at`` (a share of them), spread over ``spread``."""
+
+    at: SimSeconds
+    share: float = Field(default=1.0, gt=0, le=1, description="of the consumers disconnected")
+    amount: Decimal = Field(default=Decimal("200"), gt=0, decimal_places=2)
+    spread: SimSeconds = 600.0
+
+
+DEFAULT_SANCTIONED_KW = {"single_phase": 2, "three_phase": 5, "lt_ct": 25, "ht_ct": 200}
+
+
+class PrepaidSpec(Strict):
+    tariff: Path = Field(
+        default=Path("../tariffs/up-lmv1-domestic-urban.yaml"),
+        description="tariff file; a relative path is taken from the scenario file's folder",
+    )
+    policy: DisconnectionPolicy = DisconnectionPolicy()
+    sanctioned_kw: dict[str, Decimal] = Field(
+        default_factory=lambda: {k: Decimal(v) for k, v in DEFAULT_SANCTIONED_KW.items()},
+        description="by meter kind",
+    )
+    switches: list[PrepaidSwitch] = []
+    recharges: list[RechargeRush] = []
+
+
+class EndpointOutage(Strict):
+    at: SimSeconds
+    duration: SimSeconds = Field(gt=0)
+
+
+class ExportSpec(Strict):
+    """Reads exported to billing through the transactional outbox."""
+
+    sink: Literal["webhook", "csv", "jsonl", "cim"] = "webhook"
+    url: str | None = Field(
+        default=None, description="webhook: None runs a billing endpoint of the run's own"
+    )
+    path: Path | None = Field(default=None, description="file sinks: default REPORT_DIR/export")
+    batch_size: int = Field(default=500, ge=1)
+    retry_base: SimSeconds = Field(default=60.0, gt=0)
+    retry_cap: SimSeconds = Field(default=3600.0, gt=0)
+    endpoint_outages: list[EndpointOutage] = Field(
+        default_factory=list, description="the run's own endpoint goes down (webhook, no url)"
+    )
+
+    @model_validator(mode="after")
+    def _outages_need_our_endpoint(self) -> ExportSpec:
+        if self.endpoint_outages and (self.sink != "webhook" or self.url is not None):
+            raise ValueError("endpoint_outages need sink: webhook and no url")
+        return self
+
+
 class _TimelineEvent(Strict):
     at: SimSeconds = Field(description="simulated seconds after the start")
 
@@ -322,6 +382,8 @@ class Scenario(Strict):
     )
     commands: list[CommandEvent] = []
     timeline: list[TimelineEvent] = []
+    prepaid: PrepaidSpec | None = None
+    export: ExportSpec | None = None
     slas: list[SlaCheck] = []
 
     @property
@@ -388,10 +450,18 @@ def load_scenario(path: Path) -> Scenario:
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping of scenario fields at the top level")
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ScenarioError(f"{path}: {problems}") from exc
+    if scenario.prepaid is not None:
+        tariff = scenario.prepaid.tariff
+        if not tariff.is_absolute():
+            tariff = (path.parent / tariff).resolve()
+        load_tariff(tariff)  # a bad tariff fails here, naming its file and field
+        prepaid = scenario.prepaid.model_copy(update={"tariff": tariff})
+        scenario = scenario.model_copy(update={"prepaid": prepaid})
+    return scenario

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from hes_sim.scenario.model import Figure, Scenario
+from hes_sim.stats import percentile
 
 
 class Percentiles(BaseModel):
@@ -28,14 +28,6 @@ class Percentiles(BaseModel):
             p99=percentile(ordered, 99),
             max=round(ordered[-1], 3) if ordered else None,
         )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values (None when there are none)."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return round(ordered[rank - 1], 3)
 
 
 class CellFigures(BaseModel):
@@ -67,6 +59,35 @@ class NetworkFigures(BaseModel):
     sample_times: list[float]  # simulated seconds after the start
     online: list[int]  # meters online at the head-end at each sample
     cells: list[CellFigures]
+
+
+class PrepaidReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    accounts_prepaid: int
+    accounts_by_state: dict[str, int]
+    disconnections: int  # automatic, confirmed
+    recharges: int
+    recharge_to_light_seconds: Percentiles  # recharge accepted -> relay confirmed closed
+    still_dark_after_recharge: int  # recharged, reconnect not confirmed by the end
+    low_balance_alerts: dict[str, int]  # by threshold (share of the last recharge)
+
+
+class ExportReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sink: str
+    reads_stored: int
+    exported: int
+    pending: int
+    parked: int  # refused by the sink for good
+    failed_attempts: int
+    lag_seconds: Percentiles  # enqueued -> delivered, simulated
+    completeness: float  # exported / stored
+    applied_at_sink: int | None  # the run's own endpoint: records applied (once each)
+    applied_twice: int | None  # ... and applied more than once (must stay 0)
+    redelivered: int | None  # ... received again after being applied (accepted, ignored)
+    meters_incomplete: int  # reconciliation: meters whose reads are not all exported
 
 
 class SlaResult(BaseModel):
@@ -112,6 +133,8 @@ class Report(BaseModel):
     meters_online_at_end: int
     meters_non_communicating: int  # silent past headend.non_communicating_after at the end
     network: NetworkFigures | None = None
+    prepaid: PrepaidReport | None = None
+    export: ExportReport | None = None
     slas: list[SlaResult]
     passed: bool
 
@@ -146,6 +169,26 @@ class Report(BaseModel):
             Figure.PEAK_CONNECTS_PER_S: None if net is None else net.peak_connects_per_s,
             Figure.ATTACH_REJECTS: None if net is None else float(sum(net.attach_rejects.values())),
             Figure.LINK_RTT_P95: None if net is None else net.link_rtt_seconds.p95,
+        }
+        pre = self.prepaid
+        light = None if pre is None else pre.recharge_to_light_seconds
+        figures |= {
+            Figure.RECHARGE_TO_LIGHT_P50: None if light is None else light.p50,
+            Figure.RECHARGE_TO_LIGHT_P95: None if light is None else light.p95,
+            Figure.RECHARGE_TO_LIGHT_P99: None if light is None else light.p99,
+            Figure.RECHARGE_TO_LIGHT_MAX: None if light is None else light.max,
+            Figure.PREPAID_DISCONNECTIONS: None if pre is None else float(pre.disconnections),
+            Figure.RECHARGES_STILL_DARK: (
+                None if pre is None else float(pre.still_dark_after_recharge)
+            ),
+        }
+        out = self.export
+        twice = None if out is None or out.applied_twice is None else float(out.applied_twice)
+        figures |= {
+            Figure.EXPORT_COMPLETENESS: None if out is None else out.completeness,
+            Figure.EXPORT_PENDING: None if out is None else float(out.pending),
+            Figure.EXPORT_LAG_MAX: None if out is None else out.lag_seconds.max,
+            Figure.EXPORT_APPLIED_TWICE: twice,
         }
         return figures[figure]
 
@@ -209,6 +252,23 @@ class Report(BaseModel):
                 lines.append(f"  {kind}: {counts}{timing}")
         if self.network is not None:
             lines.extend(_network_lines(self.network))
+        if self.export is not None:
+            e = self.export
+            lines.append(
+                f"export ({e.sink}): {e.exported}/{e.reads_stored} reads exported "
+                f"(completeness {e.completeness:.4f}), {e.pending} pending, {e.parked} parked, "
+                f"{e.failed_attempts} failed attempts; lag (sim s) p50 {e.lag_seconds.p50} "
+                f"max {e.lag_seconds.max}; at the sink {e.applied_at_sink} applied, "
+                f"{e.applied_twice} twice, {e.redelivered} redelivered"
+            )
+        if self.prepaid is not None:
+            p, light = self.prepaid, self.prepaid.recharge_to_light_seconds
+            lines.append(
+                f"prepaid: {p.accounts_prepaid} accounts, {p.disconnections} disconnected, "
+                f"{p.recharges} recharges, recharge-to-light (sim s) p50 {light.p50} "
+                f"p95 {light.p95} p99 {light.p99} max {light.max}; "
+                f"{p.still_dark_after_recharge} still dark; alerts {p.low_balance_alerts}"
+            )
         for sla in self.slas:
             mark = "PASS" if sla.passed else "FAIL"
             lines.append(

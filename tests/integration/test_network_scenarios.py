@@ -147,5 +147,6 @@ async def test_a_slower_radio_shows_in_command_round_trips_and_delivery_delay(tm
     assert len(trips["CELL0002"]) >= 5
     # at least four exchanges of two legs, each at least 19 x 30 ms longer: 4.6 s
     assert slow >= fast + 4.0, (slow, fast)
-    late, prompt = statistics.median(delays["CELL0001"]), statistics.median(delays["CELL0002"])
-    assert late >= prompt + 0.5, (late, prompt)  # one uplink leg, at least 19 x 30 ms longer
+    # one uplink leg, 19 x 30-300 ms longer: about 1.5 s on average over the signal mix
+    late, prompt = statistics.mean(delays["CELL0001"]), statistics.mean(delays["CELL0002"])
+    assert late >= prompt + 0.5, (late, prompt)

@@ -41,3 +41,22 @@ def test_network_scenarios_pass_and_report_the_storm(tmp_path: Path, name: str):
     assert network["meters_not_back"] == 0
     assert network["peak_connects_per_s"] > 0
     assert network["meter_reconnect_seconds"]["p95"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_recharge_rush_and_billing_outage_scenarios_pass(tmp_path: Path):
+    for name in ("recharge-rush", "billing-outage"):
+        out = tmp_path / name
+        result = subprocess.run(
+            [sys.executable, "-m", "hes_sim.cli", "run",
+             str(ROOT / f"config/scenarios/{name}.yaml"), "--report-dir", str(out),
+             "--no-progress"],
+            capture_output=True, text=True, timeout=190, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((out / "report.json").read_text())
+        if name == "recharge-rush":
+            assert report["prepaid"]["recharge_to_light_seconds"]["p95"] is not None
+        else:
+            assert report["export"]["completeness"] == 1.0

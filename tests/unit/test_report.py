@@ -3,7 +3,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hes_sim.scenario.model import FleetSpec, Scenario, SlaCheck
-from hes_sim.scenario.report import Percentiles, Report, percentile
+from hes_sim.scenario.report import Percentiles, Report
+from hes_sim.stats import percentile
 
 
 def test_nearest_rank_percentiles():

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from hes_sim.durations import parse_duration
 from hes_sim.errors import ScenarioError
-from hes_sim.scenario.model import Figure, SlaCheck, load_scenario, parse_duration
+from hes_sim.scenario.model import Figure, SlaCheck, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = """

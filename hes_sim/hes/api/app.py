@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Header, Query, Response, status
 
 from hes_sim import __version__
+from hes_sim.durations import parse_duration
 from hes_sim.errors import HesSimError
 from hes_sim.hes.api.errors import add_error_answers
 from hes_sim.hes.api.guards import BearerAuth, InternalErrors
@@ -41,7 +42,6 @@ from hes_sim.hes.operations import (
     MeterFilter,
     Operations,
 )
-from hes_sim.scenario.model import parse_duration
 
 API_PREFIX = "/api/v1"
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
