@@ -162,6 +162,34 @@ class ExportFailed:
     at: float  # simulated seconds
 
 
+@dataclass(frozen=True, slots=True)
+class LateAnswer:
+    """A meter's answer that came after the head-end gave up waiting for it: dropped."""
+
+    meter_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrepaidDisconnected:
+    """A prepaid rule's disconnect confirmed: the consumer is in the dark."""
+
+    meter_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LightBack:
+    """A recharged consumer's reconnect confirmed: the headline figure of the field case."""
+
+    meter_id: str
+    recharge_to_light_s: float  # simulated seconds, recharge accepted -> relay closed
+
+
+@dataclass(frozen=True, slots=True)
+class LowBalance:
+    meter_id: str
+    threshold: str  # the share of the last recharge it crossed ("0": the balance hit zero)
+
+
 Event = (
     MeterConnected
     | MeterLinkLost
@@ -177,6 +205,10 @@ Event = (
     | MeterRequestRefused
     | CommandFinished
     | ReadsRecovered
+    | PrepaidDisconnected
+    | LateAnswer
+    | LightBack
+    | LowBalance
     | BackfillRequested
     | LinkAttached
     | AttachRejected

@@ -43,6 +43,18 @@ PANELS = [
      ["increase(hes_backfill_intervals_requested_total[15m])",
       "increase(hes_backfill_reads_recovered_total[15m])"], "timeseries", "short"),
     ("Meters known", "hes_meters_known", "stat", "short"),
+    ("Recharge to light p95 (simulated s)",
+     "histogram_quantile(0.95, sum by (le) (rate(hes_recharge_to_light_seconds_bucket[15m])))",
+     "timeseries", "s"),
+    ("Prepaid disconnections and low-balance alerts",
+     ["increase(hes_prepaid_disconnections_total[15m])",
+      "sum by (threshold) (increase(hes_low_balance_alerts_total[15m]))"], "timeseries", "short"),
+    ("Billing export: records delivered and failed",
+     ["sum by (sink) (rate(hes_export_records_total[5m]))",
+      "sum by (sink) (rate(hes_export_failed_records_total[5m]))"], "timeseries", "reqps"),
+    ("Billing export lag p95 (simulated s)",
+     "histogram_quantile(0.95, sum by (le) (rate(hes_export_lag_seconds_bucket[15m])))",
+     "timeseries", "s"),
     ("Broker sessions (reconnects)", "hes_broker_sessions_total", "stat", "short"),
 ]  # fmt: skip
 

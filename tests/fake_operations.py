@@ -8,6 +8,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from hes_sim.hes.commands.lifecycle import (
     Command,
@@ -17,6 +18,8 @@ from hes_sim.hes.commands.lifecycle import (
     RetryPolicy,
 )
 from hes_sim.hes.operations import (
+    AccountStep,
+    AccountView,
     Connectivity,
     Health,
     InvalidRequestError,
@@ -25,6 +28,7 @@ from hes_sim.hes.operations import (
     MeterFilter,
     MeterSummary,
     NotFoundError,
+    RechargeView,
     RelayState,
     SilentMeter,
 )
@@ -216,3 +220,20 @@ class FakeOperations:
             ingest_queue_depth=0,
             open_commands=sum(1 for c in self.stored.values() if not c.done),
         )
+
+    async def account(self, meter_id: str) -> AccountView:
+        self.calls.append(("account", meter_id))
+        if meter_id != "SP0000002":
+            raise NotFoundError(f"no account for meter {meter_id}")
+        return AccountView(
+            meter_id, "C-SP0000002", "prepaid", "disconnected", Decimal("-3.50"), False, None,
+            [AccountStep("postpaid", T0 - 7200, "opened"),
+             AccountStep("disconnected", T0 - 600, "disconnect confirmed")],
+        )  # fmt: skip
+
+    async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeView:
+        self.calls.append(("recharge", (meter_id, amount, reference)))
+        if amount > Decimal(100_000):
+            raise InvalidRequestError("amount: over the limit of this counter")
+        await self.account(meter_id)
+        return RechargeView(meter_id, amount - Decimal("3.50"), "reconnect_pending", "cmd-on-1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from functools import partial
 
 from hes_sim.clock import Clock
@@ -22,6 +23,8 @@ from hes_sim.hes.commands.lifecycle import (
 )
 from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.operations import (
+    AccountStep,
+    AccountView,
     Connectivity,
     Health,
     InvalidRequestError,
@@ -30,9 +33,12 @@ from hes_sim.hes.operations import (
     MeterFilter,
     MeterSummary,
     NotFoundError,
+    RechargeView,
     RelayState,
     SilentMeter,
 )
+from hes_sim.hes.prepaid.account import InvalidTransition, RechargeConflict
+from hes_sim.hes.prepaid.engine import PrepaidEngine
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
 from hes_sim.hes.store import SqliteStore, read_from_row
@@ -68,6 +74,7 @@ class OperatorDesk:
         self._broker_connected = broker_connected
         self._queue_depth = ingest_queue_depth
         self._relays: dict[str, RelayState] = {}
+        self.prepaid: PrepaidEngine | None = None  # set when the head-end runs prepaid rules
         bus.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -204,6 +211,34 @@ class OperatorDesk:
     ) -> list[Command]:
         query = partial(_find_commands, meter_id=meter_id, state=state, limit=limit)
         return await self._store.run_sql(query)
+
+    # ---------------------------------------------------------------- accounts
+
+    def _accounts(self) -> PrepaidEngine:
+        if self.prepaid is None:
+            raise NotFoundError("this head-end keeps no consumer accounts (no prepaid rules)")
+        return self.prepaid
+
+    async def account(self, meter_id: str) -> AccountView:
+        account = self._accounts().account(meter_id)
+        return AccountView(
+            meter_id=meter_id,
+            consumer_id=account.consumer_id,
+            mode=account.mode.value,
+            state=account.state.value,
+            balance=account.balance,
+            supply_on=account.supply_on,
+            grace_until=account.grace_until,
+            history=[AccountStep(t.state.value, t.at, t.reason) for t in account.history],
+        )
+
+    async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeView:
+        engine = self._accounts()
+        try:
+            done = await engine.recharge(meter_id, amount, reference)
+        except (InvalidTransition, RechargeConflict, ValueError) as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        return RechargeView(meter_id, done.balance, done.state.value, done.reconnect_command)
 
     def health(self) -> Health:
         connected = self._broker_connected()

@@ -13,10 +13,16 @@ from hes_sim.events import (
     CommandFinished,
     DecodeFailed,
     Event,
+    ExportDelivered,
+    ExportFailed,
     HeadEndSubscribed,
+    LateAnswer,
+    LightBack,
+    LowBalance,
     MeterEventReceived,
     MeterOffline,
     MeterOnline,
+    PrepaidDisconnected,
     ReadDuplicate,
     ReadsRecovered,
     ReadStored,
@@ -78,6 +84,11 @@ class HesMetrics:
             buckets=DELAY_BUCKETS,
             registry=registry,
         )
+        self.late_answers = Counter(
+            "hes_late_answers",
+            "Meter answers that came after the head-end gave up on the request (dropped)",
+            registry=registry,
+        )
         self.broker_sessions = Counter(
             "hes_broker_sessions",
             "Subscriptions made to the broker (more than one means reconnects)",
@@ -118,6 +129,8 @@ class HesMetrics:
                 self.decode_errors.labels(reason=reason).inc()
             case HeadEndSubscribed():
                 self.broker_sessions.inc()
+            case LateAnswer():
+                self.late_answers.inc()
             case CommandFinished(type=kind, outcome=outcome, duration=duration):
                 self.command_duration.labels(type=kind, outcome=outcome).observe(duration)
                 if kind == "reconnect" and outcome == "confirmed":
@@ -129,10 +142,9 @@ class HesMetrics:
                 self.backfill_intervals.inc(intervals)
             case ReadsRecovered(count_new=count):
                 self.reads_recovered.inc(count)
-            case MeterOnline():
-                self.presence_changes.labels(state="online").inc()
-            case MeterOffline():
-                self.presence_changes.labels(state="offline").inc()
+            case MeterOnline() | MeterOffline():
+                state = "online" if isinstance(event, MeterOnline) else "offline"
+                self.presence_changes.labels(state=state).inc()
             case _:
                 pass
 
@@ -178,3 +190,58 @@ class NodeGauges(Collector):
             f"Meters silent for at least {self._silent_after_s:.0f} simulated seconds",
             value=self._meters_silent(),
         )
+
+
+class BusinessMetrics:
+    """Prepaid and billing-export metrics, fed by domain events."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.recharge_to_light = Histogram(
+            "hes_recharge_to_light_seconds",
+            "Prepaid recharge accepted to relay confirmed closed, in simulated seconds",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.prepaid_disconnections = Counter(
+            "hes_prepaid_disconnections",
+            "Automatic prepaid disconnections confirmed",
+            registry=registry,
+        )
+        self.low_balance = Counter(
+            "hes_low_balance_alerts",
+            "Low-balance alerts, by threshold (share of the last recharge; 0: balance zero)",
+            ["threshold"],
+            registry=registry,
+        )
+        self.exported = Counter(
+            "hes_export_records", "Records the billing sink acknowledged", ["sink"],
+            registry=registry,
+        )  # fmt: skip
+        self.export_failures = Counter(
+            "hes_export_failed_records",
+            "Records a delivery attempt did not deliver (each attempt counts)",
+            ["sink", "retriable"],
+            registry=registry,
+        )
+        self.export_lag = Histogram(
+            "hes_export_lag_seconds",
+            "Oldest record of a delivered batch: enqueued to delivered, simulated seconds",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case LightBack(recharge_to_light_s=seconds):
+                self.recharge_to_light.observe(seconds)
+            case PrepaidDisconnected():
+                self.prepaid_disconnections.inc()
+            case LowBalance(threshold=threshold):
+                self.low_balance.labels(threshold=threshold).inc()
+            case ExportDelivered(sink=sink, count=count, lag_max_s=lag):
+                self.exported.labels(sink=sink).inc(count)
+                self.export_lag.observe(lag)
+            case ExportFailed(sink=sink, count=count, retriable=retriable):
+                self.export_failures.labels(sink=sink, retriable=str(retriable).lower()).inc(count)
+            case _:
+                pass

@@ -201,6 +201,7 @@ class HeadEndNode:
                 )  # fmt: skip
                 consumers = [m.meter_id for m in self.inventory.all() if m.kind in CONSUMERS]
                 self.prepaid.open(consumers)
+                self.desk.prepaid = self.prepaid
                 await self._stack.enter_async_context(self.prepaid)
             if options.export is not None:
                 sink = await self._stack.enter_async_context(options.export.sink())

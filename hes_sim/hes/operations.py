@@ -8,6 +8,7 @@ simulated seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -104,6 +105,33 @@ class Health:
     open_commands: int
 
 
+@dataclass(frozen=True, slots=True)
+class AccountStep:
+    state: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    meter_id: str
+    consumer_id: str
+    mode: str  # postpaid or prepaid
+    state: str  # the prepaid account's state (in_credit, low, disconnected, ...)
+    balance: Decimal  # rupees
+    supply_on: bool
+    grace_until: float | None
+    history: list[AccountStep]
+
+
+@dataclass(frozen=True, slots=True)
+class RechargeView:
+    meter_id: str
+    balance: Decimal
+    state: str
+    reconnect_command: str | None  # the reconnect it asked for, when supply was off
+
+
 class Operations(Protocol):
     async def meters(self, where: MeterFilter) -> list[MeterSummary]: ...
 
@@ -143,3 +171,13 @@ class Operations(Protocol):
         ...
 
     def health(self) -> Health: ...
+
+    async def account(self, meter_id: str) -> AccountView:
+        """The consumer account of a meter; NotFoundError without prepaid accounts."""
+        ...
+
+    async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeView:
+        """Credit once per reference; a disconnected consumer gets a reconnect at once.
+        InvalidRequestError for a postpaid account, a bad amount, or a reference reused
+        with another amount."""
+        ...

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -29,11 +31,12 @@ from hes_sim.events import (
     DecodeFailed,
     EventBus,
     HeadEndSubscribed,
+    LateAnswer,
     MeterOffline,
     MeterOnline,
 )
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
-from hes_sim.hes.metrics import HesMetrics
+from hes_sim.hes.metrics import BusinessMetrics, HesMetrics
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import ReadStore
 from hes_sim.http_metrics import MetricsServer
@@ -43,6 +46,7 @@ from hes_sim.protocols.topics import Channel, MeterState
 log = structlog.get_logger(__name__)
 
 SESSION_EXPIRY_S = 3600  # the broker keeps our QoS 1 backlog this long across a reconnect
+LATE_ANSWER_WINDOW = 4.0  # an answer later than four timeouts is taken as never coming
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class HeadEnd:
         self._ingest = Ingest(store, clock, bus, policy)
         self.presence = MeterPresence(clock)
         self.registry = CollectorRegistry()
+        bus.subscribe(BusinessMetrics(self.registry))
         bus.subscribe(
             HesMetrics(
                 self.registry,
@@ -94,6 +99,9 @@ class HeadEnd:
         self._client: aiomqtt.Client | None = None
         # one outstanding request per meter: its future, removed when the exchange ends
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        # answers still owed for requests that timed out, per meter: until when (monotonic)
+        # one is taken for the late one, not for the answer to the next request
+        self._owed: dict[str, deque[float]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -204,12 +212,22 @@ class HeadEnd:
                 await client.publish(topics.topic(meter_id, Channel.DOWN), frame, qos=1)
             except aiomqtt.MqttError as exc:
                 raise BrokerError(f"request to {meter_id} not sent: {exc}") from exc
-            async with asyncio.timeout(timeout_s):
-                return await answer
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await answer
+            except TimeoutError:
+                owed = self._owed.setdefault(meter_id, deque())
+                owed.append(time.monotonic() + LATE_ANSWER_WINDOW * timeout_s)
+                raise
         finally:
             del self._waiting[meter_id]
 
     def _on_response(self, meter_id: str, frame: bytes) -> None:
+        if self._late(meter_id):
+            # a meter answers in order: this is the answer to a request given up on
+            self._bus.emit(LateAnswer(meter_id))
+            log.info("late_answer_dropped", meter_id=meter_id)
+            return
         waiting = self._waiting.get(meter_id)
         if waiting is None or waiting.done():
             self._bus.emit(DecodeFailed("unsolicited_response", meter_id))
@@ -221,6 +239,21 @@ class HeadEnd:
             waiting.set_exception(exc)
             return
         waiting.set_result(apdu)
+
+    def _late(self, meter_id: str) -> bool:
+        """Whether an answer still owed to a timed-out request is due; owed answers that
+        never came within their window are forgotten (the request was lost)."""
+        owed = self._owed.get(meter_id)
+        if not owed:
+            return False
+        now = time.monotonic()
+        while owed and owed[0] < now:
+            owed.popleft()
+        if not owed:
+            del self._owed[meter_id]
+            return False
+        owed.popleft()
+        return True
 
     def _on_state(self, meter_id: str, data: bytes, *, retained: bool) -> None:
         try:

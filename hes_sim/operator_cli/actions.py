@@ -191,6 +191,34 @@ def command_list(api: ApiClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def account_show(api: ApiClient, args: argparse.Namespace) -> int:
+    account = api.get(f"/accounts/{segment(args.meter_id)}")
+    if args.json:
+        return print_json(account)
+    rows = [
+        ("meter / consumer", f"{account['meter_id']} / {account['consumer_id']}"),
+        ("mode", account["mode"]),
+        ("state", account["state"]),
+        ("balance", f"₹{account['balance']}"),
+        ("supply", "on" if account["supply_on"] else "off"),
+    ]
+    print(pairs(rows))
+    for step in account["history"]:
+        print(f"  {when(step['at'])}  {step['state']:<18} {step['reason']}")
+    return EXIT_OK
+
+
+def account_recharge(api: ApiClient, args: argparse.Namespace) -> int:
+    body = {"amount": args.amount, "reference": args.reference}
+    done = api.post(f"/accounts/{segment(args.meter_id)}/recharges", body, {})
+    if args.json:
+        return print_json(done)
+    reconnect = done["reconnect_command"]
+    tail = f"; reconnect command {reconnect}" if reconnect else ""
+    print(f"{done['meter_id']}: balance ₹{done['balance']}, {done['state']}{tail}")
+    return EXIT_OK
+
+
 ACTIONS: dict[tuple[str, str], Callable[[ApiClient, argparse.Namespace], int]] = {
     ("meter", "list"): meter_list,
     ("meter", "show"): meter_show,
@@ -199,4 +227,6 @@ ACTIONS: dict[tuple[str, str], Callable[[ApiClient, argparse.Namespace], int]] =
     ("command", "submit"): command_submit,
     ("command", "show"): command_show,
     ("command", "list"): command_list,
+    ("account", "show"): account_show,
+    ("account", "recharge"): account_recharge,
 }

@@ -11,7 +11,7 @@ from hes_sim.durations import parse_duration
 from hes_sim.hes.commands.lifecycle import CommandState, CommandType
 from hes_sim.hes.operations import Connectivity
 
-OPERATOR_COMMANDS = frozenset({"meter", "command"})
+OPERATOR_COMMANDS = frozenset({"meter", "command", "account"})
 
 
 def add_operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,6 +78,21 @@ def add_operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     list_commands.add_argument("--meter", dest="meter_id")
     list_commands.add_argument("--state", choices=[s.value for s in CommandState])
     list_commands.add_argument("--limit", type=int, help="1 to 1000 (default 100)")
+
+    account = commands.add_parser("account", help="consumer accounts and recharges (operator API)")
+    accounts = account.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show_account = accounts.add_parser("show", parents=[common], help="balance, state, history")
+    show_account.add_argument("meter_id", metavar="METER")
+    recharge = accounts.add_parser(
+        "recharge",
+        parents=[common],
+        help="credit a recharge; a disconnected consumer is reconnected",
+    )
+    recharge.add_argument("meter_id", metavar="METER")
+    recharge.add_argument("--amount", required=True, help="rupees, e.g. 500 or 199.50")
+    recharge.add_argument(
+        "--reference", required=True, help="the payment's id: the same one credits once"
+    )
 
 
 def _duration_arg(value: str) -> float:

@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -295,3 +296,22 @@ async def test_shutdown_cancels_a_request_that_does_not_finish():
             pass  # the connection was dropped: as good an answer as a 500
         else:
             assert answer.status_code == 500
+
+
+async def test_account_show_and_recharge(api: Api):
+    shown = await hes_sim("account", "show", "SP0000002", url=api.server.url)
+    assert shown.code == 0, shown.err
+    assert "disconnected" in shown.out
+    assert "₹-3.50" in shown.out
+    paid = await hes_sim(
+        "account", "recharge", "SP0000002", "--amount", "200", "--reference", "UPI-9",
+        url=api.server.url,
+    )  # fmt: skip
+    assert paid.code == 0, paid.err
+    assert one_clean_line(paid.out) == (
+        "SP0000002: balance ₹196.50, reconnect_pending; reconnect command cmd-on-1"
+    )
+    assert ("recharge", ("SP0000002", Decimal("200"), "UPI-9")) in api.ops.calls
+    unknown = await hes_sim("account", "show", "SP0000404", url=api.server.url)
+    assert unknown.code == 1
+    assert "no account" in one_clean_line(unknown.err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -30,6 +31,8 @@ EXPECTED_ROUTES = {
     ("GET", "/api/v1/commands/{command_id}"),
     ("GET", "/api/v1/reports/non-communicating"),
     ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/accounts/{meter_id}"),
+    ("POST", "/api/v1/accounts/{meter_id}/recharges"),
 }
 
 
@@ -493,3 +496,30 @@ async def test_unexpected_errors_are_500_without_a_traceback(
     assert [(e["event"], e["log_level"], e["path"]) for e in logs] == [
         ("api_request_failed", "error", "/api/v1/meters")
     ]
+
+
+async def test_an_account_and_a_recharge_through_the_api(
+    client: httpx.AsyncClient, ops: FakeOperations
+):
+    shown = await client.get("/api/v1/accounts/SP0000002")
+    paid = await client.post(
+        "/api/v1/accounts/SP0000002/recharges", json={"amount": "200.00", "reference": "UPI-77"}
+    )
+    unknown = await client.get("/api/v1/accounts/SP0000009")
+    too_much = await client.post(
+        "/api/v1/accounts/SP0000002/recharges", json={"amount": "99999.00", "reference": "U"}
+    )
+    refused = await client.post(
+        "/api/v1/accounts/SP0000002/recharges", json={"amount": "200000.00", "reference": "U"}
+    )
+    no_reference = await client.post("/api/v1/accounts/SP0000002/recharges", json={"amount": 5})
+    assert shown.status_code == 200
+    assert shown.json()["state"] == "disconnected"
+    assert [step["state"] for step in shown.json()["history"]] == ["postpaid", "disconnected"]
+    assert paid.status_code == 201
+    assert paid.json()["reconnect_command"] == "cmd-on-1"
+    assert ("recharge", ("SP0000002", Decimal("200.00"), "UPI-77")) in ops.calls
+    assert unknown.status_code == 404
+    assert too_much.status_code == 201
+    assert refused.status_code == 422  # the operations refused it: InvalidRequestError
+    assert no_reference.status_code == 422  # the request schema refused it

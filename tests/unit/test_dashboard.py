@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from hes_sim.hes.metrics import HesMetrics, NodeGauges
+from hes_sim.hes.metrics import BusinessMetrics, HesMetrics, NodeGauges
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "hes-sim.json"
@@ -16,6 +16,7 @@ DASHBOARD = ROOT / "config" / "grafana" / "hes-sim.json"
 def exported_names() -> set[str]:
     registry = CollectorRegistry()
     HesMetrics(registry, queue_depth=lambda: 0, meters_online=lambda: 0)
+    BusinessMetrics(registry)
     registry.register(
         NodeGauges(open_commands=dict, meters_known=lambda: 0, meters_online=lambda: 0,
                    meters_silent=lambda: 0,

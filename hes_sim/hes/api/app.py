@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Response, status
 from hes_sim import __version__
 from hes_sim.durations import parse_duration
 from hes_sim.errors import HesSimError
+from hes_sim.hes.api.accounts import account_routes
 from hes_sim.hes.api.errors import add_error_answers
 from hes_sim.hes.api.guards import BearerAuth, InternalErrors
 from hes_sim.hes.api.schemas import (
@@ -103,6 +104,7 @@ def create_app(ops: Operations, token: str, tz: tzinfo) -> FastAPI:
     app.include_router(_meter_routes(ops, tz))
     app.include_router(_command_routes(ops, tz))
     app.include_router(_report_routes(ops, tz))
+    app.include_router(account_routes(_router("accounts"), ops, tz))
     return app
 
 

@@ -24,7 +24,15 @@ import structlog
 
 from hes_sim.clock import SimClock
 from hes_sim.errors import HesSimError
-from hes_sim.events import CommandFinished, Event, EventBus, ReadStored
+from hes_sim.events import (
+    CommandFinished,
+    Event,
+    EventBus,
+    LightBack,
+    LowBalance,
+    PrepaidDisconnected,
+    ReadStored,
+)
 from hes_sim.hes.billing import BillingMonth, MonthToDate, Tariff, daily_fixed_charge
 from hes_sim.hes.commands.lifecycle import CommandSubmitter, CommandType
 from hes_sim.hes.operations import NotFoundError
@@ -122,7 +130,8 @@ class PrepaidEngine:
             account = self.accounts.get(meter_id)
             if account is None or account.mode is Mode.PREPAID:
                 continue
-            self._alerted(account.switch_to_prepaid(now, opening_balance, now + grace_s))
+            alerts = account.switch_to_prepaid(now, opening_balance, now + grace_s)
+            self._alerted(alerts, meter_id)
             self._switched_at[meter_id] = now
             self._judge_at[meter_id] = now
             switched += 1
@@ -141,7 +150,7 @@ class PrepaidEngine:
         account = self.account(meter_id)
         now = self._clock.now()
         first = not account.recharged(reference)
-        self._alerted(account.recharge(now, amount, reference))
+        self._alerted(account.recharge(now, amount, reference), meter_id)
         command_id = None
         if first:
             self.figures.recharges += 1
@@ -194,7 +203,8 @@ class PrepaidEngine:
             return
         self._months[meter_id] = charge.state
         if charge.amount:
-            self._alerted(account.charge(self._clock.now(), charge.amount, "energy"))
+            alerts = account.charge(self._clock.now(), charge.amount, "energy")
+            self._alerted(alerts, meter_id)
             self._judge_at[meter_id] = self._clock.now()
             self._wake.set()
 
@@ -204,17 +214,20 @@ class PrepaidEngine:
         if meter_id is not None:
             self.accounts[meter_id].disconnected(now)
             self.figures.disconnections += 1
+            self._bus.emit(PrepaidDisconnected(meter_id))
             return
         pending = self._reconnecting.pop(command_id, None)
         if pending is not None:
             meter_id, recharged_at = pending
             self.accounts[meter_id].reconnected(now)
             self.figures.recharge_to_light.append(now - recharged_at)
+            self._bus.emit(LightBack(meter_id, now - recharged_at))
             log.info("prepaid_light_back", meter_id=meter_id, seconds=round(now - recharged_at, 1))
 
-    def _alerted(self, alerts: list[Alert]) -> None:
+    def _alerted(self, alerts: list[Alert], meter_id: str) -> None:
         for alert in alerts:
             self.figures.alerts[str(alert.threshold)] += 1
+            self._bus.emit(LowBalance(meter_id, str(alert.threshold)))
 
     # ---------------------------------------------------------------- tasks
 
@@ -269,6 +282,7 @@ class PrepaidEngine:
                 amount = daily_fixed_charge(
                     self._tariff, self._sanctioned_kw(meter_id), day.day, days_in_month
                 )
-                self._alerted(account.charge(midnight.timestamp(), amount, f"fixed charge {day}"))
+                alerts = account.charge(midnight.timestamp(), amount, f"fixed charge {day}")
+                self._alerted(alerts, meter_id)
                 self._judge_at[meter_id] = self._clock.now()
             self._wake.set()
