@@ -7,92 +7,74 @@ Every duration is in simulated seconds; a number, or a string such as ``"15m"``,
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from hes_sim.durations import Seconds
 from hes_sim.errors import ScenarioError
 from hes_sim.hes.backfill import BackfillSettings
 from hes_sim.hes.billing import load_tariff
 from hes_sim.hes.commands import parameters as command_parameters
 from hes_sim.hes.commands.lifecycle import CommandType
 from hes_sim.hes.operations import InvalidRequestError
-from hes_sim.hes.prepaid.policy import DisconnectionPolicy
 from hes_sim.meter_sim.grid import GridSpec
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.schedule import IntervalSchedule
+from hes_sim.scenario.base import Figure, SimSeconds, SlaCheck, Strict
+from hes_sim.scenario.billing import (
+    DEFAULT_SANCTIONED_KW,
+    EndpointOutage,
+    ExportSpec,
+    PrepaidSpec,
+    PrepaidSwitch,
+    RechargeRush,
+)
+from hes_sim.scenario.network import (
+    RADIO_EVENTS,
+    BrokerRestart,
+    CellOutage,
+    CongestionSpike,
+    CoverageHolesSpec,
+    DtOutage,
+    FeederOutage,
+    NetworkSpec,
+    SignalDegradation,
+    SignalMix,
+    TimelineEvent,
+)
 
-SimSeconds = Seconds
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Figure(StrEnum):
-    """Report figures an SLA check can name."""
-
-    READ_COMPLETENESS = "read_completeness"
-    DELIVERY_DELAY_P50 = "delivery_delay_p50"
-    DELIVERY_DELAY_P95 = "delivery_delay_p95"
-    DELIVERY_DELAY_P99 = "delivery_delay_p99"
-    DELIVERY_DELAY_MAX = "delivery_delay_max"
-    DECODE_ERRORS = "decode_errors"
-    READS_DUPLICATE = "reads_duplicate"
-    LOOP_LAG_MAX = "loop_lag_max"
-    RECONNECTION_P50 = "reconnection_p50"
-    RECONNECTION_P95 = "reconnection_p95"
-    RECONNECTION_MAX = "reconnection_max"
-    COMMANDS_FAILED = "commands_failed"
-    COMMANDS_EXPIRED = "commands_expired"
-    READ_COMPLETENESS_BEFORE_BACKFILL = "read_completeness_before_backfill"
-    READS_BACKFILLED = "reads_backfilled"
-    METERS_NON_COMMUNICATING = "meters_non_communicating"
-    METER_RECONNECT_P50 = "meter_reconnect_p50"  # link or power restored -> online again
-    METER_RECONNECT_P95 = "meter_reconnect_p95"
-    METER_RECONNECT_P99 = "meter_reconnect_p99"
-    METER_RECONNECT_MAX = "meter_reconnect_max"
-    METERS_NOT_BACK = "meters_not_back"  # restored but not online again by the end
-    PEAK_CONNECTS_PER_S = "peak_connects_per_s"
-    ATTACH_REJECTS = "attach_rejects"
-    LINK_RTT_P95 = "link_rtt_p95"
-    RECHARGE_TO_LIGHT_P50 = "recharge_to_light_p50"  # recharge accepted -> relay closed
-    RECHARGE_TO_LIGHT_P95 = "recharge_to_light_p95"
-    RECHARGE_TO_LIGHT_P99 = "recharge_to_light_p99"
-    RECHARGE_TO_LIGHT_MAX = "recharge_to_light_max"
-    PREPAID_DISCONNECTIONS = "prepaid_disconnections"
-    RECHARGES_STILL_DARK = "recharges_still_dark"  # recharged, not reconnected by the end
-    EXPORT_COMPLETENESS = "export_completeness"  # reads exported / reads stored
-    EXPORT_PENDING = "export_pending"
-    EXPORT_LAG_MAX = "export_lag_max"
-    EXPORT_APPLIED_TWICE = "export_applied_twice"  # at the run's own endpoint: must be 0
-
-
-class SlaCheck(Strict):
-    name: str = Field(min_length=1)
-    figure: Figure
-    op: Literal[">=", "<=", ">", "<", "=="]
-    target: float
-
-    def holds(self, measured: float | None) -> bool:
-        if measured is None:
-            return False
-        match self.op:
-            case ">=":
-                return measured >= self.target
-            case "<=":
-                return measured <= self.target
-            case ">":
-                return measured > self.target
-            case "<":
-                return measured < self.target
-            case "==":
-                return measured == self.target
+# the scenario file's parts, importable from here as before
+__all__ = [
+    "DEFAULT_SANCTIONED_KW",
+    "RADIO_EVENTS",
+    "BrokerRestart",
+    "CellOutage",
+    "CommandEvent",
+    "CongestionSpike",
+    "CoverageHolesSpec",
+    "DtOutage",
+    "EndpointOutage",
+    "ExportSpec",
+    "FeederOutage",
+    "Figure",
+    "FleetSpec",
+    "GridModel",
+    "HeadEndSpec",
+    "NetworkSpec",
+    "PrepaidSpec",
+    "PrepaidSwitch",
+    "RechargeRush",
+    "Scenario",
+    "SignalDegradation",
+    "SignalMix",
+    "SimSeconds",
+    "SlaCheck",
+    "Strict",
+    "TimelineEvent",
+    "load_scenario",
+]
 
 
 class GridModel(Strict):
@@ -150,49 +132,6 @@ class SecuritySpec(Strict):
     pushes: Literal["ciphered", "plain"] = "ciphered"
 
 
-class SignalMix(Strict):
-    """Shares of meters per signal class (RSRP/SINR band); they must sum to 1."""
-
-    excellent: float = Field(default=0.20, ge=0, le=1)
-    good: float = Field(default=0.35, ge=0, le=1)
-    fair: float = Field(default=0.30, ge=0, le=1)
-    poor: float = Field(default=0.10, ge=0, le=1)
-    very_poor: float = Field(default=0.05, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> SignalMix:
-        total = sum(self.model_dump().values())
-        if abs(total - 1) > 1e-6:
-            raise ValueError(f"the shares sum to {total:g}, not 1")
-        return self
-
-
-class CoverageHolesSpec(Strict):
-    share: float = Field(default=0.0, ge=0, le=0.5, description="of the meters")
-    mean_in_service: SimSeconds = Field(default=4 * 3600.0, gt=0)
-    mean_out_of_service: SimSeconds = Field(default=900.0, gt=0)
-
-
-class NetworkSpec(Strict):
-    """The 4G network the meters sit on. Cells fill in DT order: a DT's meters share its
-    cell. With ``radio``, every meter's MQTT bytes cross a simulated radio link (attach,
-    RRC states, latency, loss, congestion, outages); without, they go straight to the
-    broker."""
-
-    radio: bool = False
-    cells: int | None = Field(
-        default=None, ge=1, description="this many cells; default: cells of meters_per_cell"
-    )
-    meters_per_cell: int = Field(default=400, ge=1)
-    max_attached_per_cell: int | None = Field(
-        default=None, ge=1, description="default: twice the meters of the cell"
-    )
-    max_messages_per_s_per_cell: float = Field(default=500.0, gt=0)
-    signal_mix: SignalMix = SignalMix()
-    coverage_holes: CoverageHolesSpec = CoverageHolesSpec()
-    keepalive: SimSeconds = Field(default=300.0, gt=0, description="the meters' MQTT keep-alive")
-
-
 class BackfillSpec(Strict):
     """Finding missing block-load intervals and reading them from the meters' profiles."""
 
@@ -241,128 +180,6 @@ class CommandEvent(Strict):
         return self
 
 
-class PrepaidSwitch(Strict):
-    """Consumers moved from postpaid to prepaid at a simulated time."""
-
-    at: SimSeconds
-    share: float | None = Field(default=None, gt=0, le=1, description="of the consumers")
-    meters: list[str] | None = None
-    opening_balance: Decimal = Field(default=Decimal("50"), decimal_places=2)
-    grace: SimSeconds | None = Field(
-        default=None, description="no prepaid disconnection before; default: the policy's"
-    )
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> PrepaidSwitch:
-        if (self.share is None) == (self.meters is None):
-            raise ValueError("choose the consumers with exactly one of share or meters")
-        return self
-
-
-class RechargeRush(Strict):
-    """Many consumers recharge at once (a pay day, a counter opening): those disconnected
-    at ``at`` (a share of them), spread over ``spread``."""
-
-    at: SimSeconds
-    share: float = Field(default=1.0, gt=0, le=1, description="of the consumers disconnected")
-    amount: Decimal = Field(default=Decimal("200"), gt=0, decimal_places=2)
-    spread: SimSeconds = 600.0
-
-
-DEFAULT_SANCTIONED_KW = {"single_phase": 2, "three_phase": 5, "lt_ct": 25, "ht_ct": 200}
-
-
-class PrepaidSpec(Strict):
-    tariff: Path = Field(
-        default=Path("../tariffs/up-lmv1-domestic-urban.yaml"),
-        description="tariff file; a relative path is taken from the scenario file's folder",
-    )
-    policy: DisconnectionPolicy = DisconnectionPolicy()
-    sanctioned_kw: dict[str, Decimal] = Field(
-        default_factory=lambda: {k: Decimal(v) for k, v in DEFAULT_SANCTIONED_KW.items()},
-        description="by meter kind",
-    )
-    switches: list[PrepaidSwitch] = []
-    recharges: list[RechargeRush] = []
-
-
-class EndpointOutage(Strict):
-    at: SimSeconds
-    duration: SimSeconds = Field(gt=0)
-
-
-class ExportSpec(Strict):
-    """Reads exported to billing through the transactional outbox."""
-
-    sink: Literal["webhook", "csv", "jsonl", "cim"] = "webhook"
-    url: str | None = Field(
-        default=None, description="webhook: None runs a billing endpoint of the run's own"
-    )
-    path: Path | None = Field(default=None, description="file sinks: default REPORT_DIR/export")
-    batch_size: int = Field(default=500, ge=1)
-    retry_base: SimSeconds = Field(default=60.0, gt=0)
-    retry_cap: SimSeconds = Field(default=3600.0, gt=0)
-    endpoint_outages: list[EndpointOutage] = Field(
-        default_factory=list, description="the run's own endpoint goes down (webhook, no url)"
-    )
-
-    @model_validator(mode="after")
-    def _outages_need_our_endpoint(self) -> ExportSpec:
-        if self.endpoint_outages and (self.sink != "webhook" or self.url is not None):
-            raise ValueError("endpoint_outages need sink: webhook and no url")
-        return self
-
-
-class _TimelineEvent(Strict):
-    at: SimSeconds = Field(description="simulated seconds after the start")
-
-
-class CellOutage(_TimelineEvent):
-    kind: Literal["cell_down", "cell_up"]
-    cell: str
-
-
-class FeederOutage(_TimelineEvent):
-    kind: Literal["feeder_outage", "feeder_restore"]
-    feeder: str
-
-
-class DtOutage(_TimelineEvent):
-    kind: Literal["dt_outage", "dt_restore"]
-    dt: str
-
-
-class SignalDegradation(_TimelineEvent):
-    kind: Literal["signal_degradation"]
-    cell: str
-    latency_factor: float = Field(default=3.0, ge=1)
-    extra_loss: float = Field(default=0.02, ge=0, le=1)
-    duration: SimSeconds = Field(gt=0)
-
-
-class CongestionSpike(_TimelineEvent):
-    kind: Literal["congestion_spike"]
-    cell: str
-    capacity_factor: float = Field(gt=0, le=1, description="the share of capacity left")
-    duration: SimSeconds = Field(gt=0)
-
-
-class BrokerRestart(_TimelineEvent):
-    kind: Literal["broker_restart"]
-    downtime: SimSeconds = Field(default=30.0, ge=0)
-
-
-TimelineEvent = Annotated[
-    CellOutage | FeederOutage | DtOutage | SignalDegradation | CongestionSpike | BrokerRestart,
-    Field(discriminator="kind"),
-]
-# a dead modem must be a black hole to the broker, which only the radio model's proxy makes
-RADIO_EVENTS = (
-    "cell_down", "cell_up", "signal_degradation", "congestion_spike",
-    "feeder_outage", "feeder_restore", "dt_outage", "dt_restore",
-)  # fmt: skip
-
-
 class Scenario(Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -380,11 +197,11 @@ class Scenario(Strict):
     drain_timeout: SimSeconds = Field(
         default=600.0, description="how long after the end to wait for late reads"
     )
-    commands: list[CommandEvent] = []
-    timeline: list[TimelineEvent] = []
+    commands: list[CommandEvent] = Field(default_factory=list)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
     prepaid: PrepaidSpec | None = None
     export: ExportSpec | None = None
-    slas: list[SlaCheck] = []
+    slas: list[SlaCheck] = Field(default_factory=list)
 
     @property
     def tz(self) -> timezone:
