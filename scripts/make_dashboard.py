@@ -52,6 +52,8 @@ PANELS = [
     ("Billing export: records delivered and failed",
      ["sum by (sink) (rate(hes_export_records_total[5m]))",
       "sum by (sink) (rate(hes_export_failed_records_total[5m]))"], "timeseries", "reqps"),
+    ("Billing export: records waiting in the outbox", "hes_export_pending", "timeseries",
+     "short"),
     ("Billing export lag p95 (simulated s)",
      "histogram_quantile(0.95, sum by (le) (rate(hes_export_lag_seconds_bucket[15m])))",
      "timeseries", "s"),

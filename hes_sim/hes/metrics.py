@@ -160,7 +160,9 @@ class NodeGauges(Collector):
         meters_online: Callable[[], int],
         meters_silent: Callable[[], int],
         silent_after_s: float,
+        export_pending: Callable[[], int | None] = lambda: None,
     ) -> None:
+        self._export_pending = export_pending
         self._open_commands = open_commands
         self._meters_online = meters_online
         self._meters_known = meters_known
@@ -185,6 +187,12 @@ class NodeGauges(Collector):
             "Meters known but not online (offline, or not heard from since the start)",
             value=max(0, known - self._meters_online()),
         )
+        pending = self._export_pending()
+        if pending is not None:
+            yield GaugeMetricFamily(
+                "hes_export_pending", "Records in the export outbox not yet delivered",
+                value=pending,
+            )  # fmt: skip
         yield GaugeMetricFamily(
             "hes_meters_non_communicating",
             f"Meters silent for at least {self._silent_after_s:.0f} simulated seconds",

@@ -184,6 +184,7 @@ class HeadEndNode:
                     meters_online=lambda: self.hes.presence.online,
                     meters_silent=lambda: self.desk.silent_count(options.non_communicating_after_s),
                     silent_after_s=options.non_communicating_after_s,
+                    export_pending=lambda: None if self.exporter is None else self.exporter.pending,
                 )
             )
             if options.schedule is not None and options.backfill is not None:

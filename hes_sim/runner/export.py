@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import csv
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import structlog
@@ -109,3 +110,27 @@ async def export_report(
         redelivered=None if endpoint is None else endpoint.redelivered,
         meters_incomplete=sum(1 for m in reconciliation if m.exported < m.stored),
     )
+
+
+async def write_reconciliation(
+    exporter: Exporter, produced_by: Mapping[str, int], path: Path
+) -> int:
+    """Per meter: reads the meter produced, stored, put in the outbox, exported. Writes
+    ``path`` (CSV) and returns how many meters are not fully exported."""
+    rows = await exporter.reconcile()
+    meters = sorted(set(produced_by) | {m.meter_id for m in rows})
+    by_meter = {m.meter_id: m for m in rows}
+    incomplete = 0
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["meter_id", "produced", "stored", "enqueued", "exported", "complete"])
+        for meter_id in meters:
+            row = by_meter.get(meter_id)
+            stored, enqueued, exported = (0, 0, 0) if row is None else (
+                row.stored, row.enqueued, row.exported
+            )  # fmt: skip
+            complete = exported == stored == produced_by.get(meter_id, stored)
+            incomplete += not complete
+            writer.writerow([meter_id, produced_by.get(meter_id, 0), stored, enqueued, exported,
+                             "yes" if complete else "no"])  # fmt: skip
+    return incomplete

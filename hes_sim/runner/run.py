@@ -41,6 +41,7 @@ from hes_sim.runner.export import (
     endpoint_outages,
     export_options,
     export_report,
+    write_reconciliation,
 )
 from hes_sim.runner.fleet_register import register_of
 from hes_sim.runner.lag import LoopLagMonitor
@@ -249,6 +250,12 @@ class ScenarioRun:
                 export = None
                 if spec is not None and node.exporter is not None:
                     export = await export_report(spec, node.exporter, billing, reads_stored)
+                    incomplete = await write_reconciliation(
+                        node.exporter,
+                        self.run_tally.produced_by,
+                        self.options.report_dir / "reconciliation.csv",
+                    )
+                    export = export.model_copy(update={"meters_incomplete": incomplete})
                 network_figures = (
                     None
                     if self.network_tally is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 
 from hes_sim.events import (
@@ -24,6 +25,7 @@ class RunTally:
     connects: int = 0
     links_lost: int = 0
     reads_produced: int = 0
+    produced_by: Counter[str] = field(default_factory=Counter)  # per meter, for reconciliation
     pushes_sent: int = 0
     pushes_processed: int = 0  # stored, duplicate or rejected by the head-end
     requests_refused: int = 0  # by meters: forged, replayed, or outside an association
@@ -39,8 +41,9 @@ class RunTally:
                 self.links_lost += 1
             case MeterRequestRefused():
                 self.requests_refused += 1
-            case ReadProduced():
+            case ReadProduced(meter_id=meter_id):
                 self.reads_produced += 1
+                self.produced_by[meter_id] += 1
             case PushSent():
                 self.pushes_sent += 1
             case ReadStored() | ReadDuplicate() | MeterEventReceived():

@@ -60,3 +60,7 @@ def test_recharge_rush_and_billing_outage_scenarios_pass(tmp_path: Path):
             assert report["prepaid"]["recharge_to_light_seconds"]["p95"] is not None
         else:
             assert report["export"]["completeness"] == 1.0
+            assert report["export"]["meters_incomplete"] == 0
+            rows = (out / "reconciliation.csv").read_text().splitlines()
+            assert len(rows) == 1 + 400
+            assert all(row.endswith(",yes") for row in rows[1:])

@@ -19,7 +19,7 @@ def exported_names() -> set[str]:
     BusinessMetrics(registry)
     registry.register(
         NodeGauges(open_commands=dict, meters_known=lambda: 0, meters_online=lambda: 0,
-                   meters_silent=lambda: 0,
+                   meters_silent=lambda: 0, export_pending=lambda: 0,
                    silent_after_s=86_400)
     )  # fmt: skip
     names = set()
