@@ -10,10 +10,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from hes_sim.errors import ScenarioError
+from hes_sim.config_files import load_yaml_model
 from hes_sim.hes.backfill import BackfillSettings
 from hes_sim.hes.billing import load_tariff
 from hes_sim.hes.commands import parameters as command_parameters
@@ -258,22 +257,7 @@ class Scenario(Strict):
 
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file; every problem names its field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"{path}: expected a mapping of scenario fields at the top level")
-    try:
-        scenario = Scenario.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ScenarioError(f"{path}: {problems}") from exc
+    scenario = load_yaml_model(path, Scenario, "scenario")
     if scenario.prepaid is not None:
         tariff = scenario.prepaid.tariff
         if not tariff.is_absolute():

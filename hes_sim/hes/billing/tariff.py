@@ -23,10 +23,9 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hes_sim.errors import ScenarioError
+from hes_sim.config_files import load_yaml_model
 from hes_sim.hes.billing.money import EXACT, ZERO_RUPEES, check_quantity, to_paise
 from hes_sim.meter_sim.billing import TOU_ZONE_STARTS
 
@@ -216,19 +215,4 @@ class Tariff(_Strict):
 
 def load_tariff(path: Path) -> Tariff:
     """Read and validate a tariff file; every problem names its file and field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"{path}: expected a mapping of tariff fields at the top level")
-    try:
-        return Tariff.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ScenarioError(f"{path}: {problems}") from exc
+    return load_yaml_model(path, Tariff, "tariff")
