@@ -9,7 +9,7 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,10 +50,11 @@ from hes_sim.runner.network import SimulatedNetwork, simulated_network
 from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.prepaid import drive_prepaid, prepaid_figures
 from hes_sim.runner.progress import ProgressLine
+from hes_sim.runner.reporting import EndState, Tallies, build_report
 from hes_sim.runner.tally import RunTally
 from hes_sim.runner.timeline import Timeline
 from hes_sim.scenario.model import Scenario
-from hes_sim.scenario.report import Percentiles, Report
+from hes_sim.scenario.report import Report
 
 log = structlog.get_logger(__name__)
 
@@ -148,7 +149,6 @@ class ScenarioRun:
         self.reads_expected = self.schedule.count * len(self.meters)
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()
-        self.reads_recovered = 0
         self.billing: BillingEndpoint | None = None  # the run's own, for a webhook without URL
         # what the network and the grid did, when the run models them
         self.network_tally: NetworkTally | None = None
@@ -244,8 +244,12 @@ class ScenarioRun:
                         for task in watchers:
                             task.cancel()
                 reads_stored = await store.count_reads()
-                self.reads_recovered = await store.count_recovered()
-                delays = await store.delivery_delays()
+                at_end = replace(
+                    at_end,
+                    reads_stored=reads_stored,
+                    reads_recovered=await store.count_recovered(),
+                    delivery_delays=await store.delivery_delays(),
+                )
                 prepaid_report = None if node.prepaid is None else prepaid_figures(node.prepaid)
                 export = None
                 if spec is not None and node.exporter is not None:
@@ -261,7 +265,9 @@ class ScenarioRun:
                     if self.network_tally is None
                     else self.network_tally.figures(None if network is None else network.radio)
                 )
-        report = self._report(at_end, reads_stored, delays, time.monotonic() - wall_started)
+        at_end = replace(at_end, wall_s=time.monotonic() - wall_started)
+        tallies = Tallies(self.run_tally, self.ingest_tally, self.command_tally, self.lag.samples)
+        report = build_report(self.scenario, len(self.meters), self.reads_expected, at_end, tallies)
         extra = {"network": network_figures, "prepaid": prepaid_report, "export": export}
         report = report.model_copy(update=extra).with_verdicts(self.scenario)
         report.write(self.options.report_dir)
@@ -433,56 +439,6 @@ class ScenarioRun:
             f" | dup {tally.reads_duplicate} | rejected {sum(tally.decode_errors.values())}"
             f" | queue {hes.queue_depth}"
         )
-
-    def _report(
-        self, at_end: EndState, reads_stored: int, delays: list[float], wall_s: float
-    ) -> Report:
-        expected = self.reads_expected
-        backfilled = self.reads_recovered
-        tally = self.command_tally
-        return Report(
-            scenario=self.scenario.name,
-            seed=self.scenario.seed,
-            time_scale=self.scenario.time_scale,
-            meters=len(self.meters),
-            meters_connected=at_end.meters_connected,
-            sim_seconds=self.scenario.duration,
-            wall_seconds=round(wall_s, 2),
-            reads_expected=expected,
-            reads_produced=self.run_tally.reads_produced,
-            reads_stored=reads_stored,
-            reads_duplicate=self.ingest_tally.reads_duplicate,
-            decode_errors=sum(self.ingest_tally.decode_errors.values()),
-            decode_errors_by_reason=dict(self.ingest_tally.decode_errors),
-            meter_requests_refused=self.run_tally.requests_refused,
-            commands_submitted=self.command_tally.submitted,
-            commands_confirmed=self.command_tally.outcomes.get("confirmed", 0),
-            commands_failed=self.command_tally.outcomes.get("failed", 0),
-            commands_expired=self.command_tally.outcomes.get("expired", 0),
-            reconnection_seconds=Percentiles.of(tally.reconnections),
-            commands_by_type=tally.by_type,
-            command_duration_seconds={k: Percentiles.of(v) for k, v in tally.durations.items()},
-            read_completeness=_share(reads_stored, expected),
-            reads_backfilled=backfilled,
-            read_completeness_before_backfill=_share(reads_stored - backfilled, expected),
-            meters_online_at_end=at_end.meters_online,
-            meters_non_communicating=at_end.meters_silent,
-            delivery_delay_seconds=Percentiles.of(delays),
-            loop_lag_seconds=Percentiles.of(self.lag.samples),
-            slas=[],
-            passed=False,
-        ).with_verdicts(self.scenario)
-
-
-@dataclass(frozen=True, slots=True)
-class EndState:
-    meters_connected: int
-    meters_online: int
-    meters_silent: int
-
-
-def _share(part: int, whole: int) -> float:
-    return round(part / whole, 6) if whole else 1.0
 
 
 def _hms(seconds: float) -> str:
