@@ -42,10 +42,8 @@ from hes_sim.events import (
 )
 from hes_sim.hes.commands.lifecycle import CommandState, CommandSubmitter, CommandType
 from hes_sim.hes.gaps import Completeness, Gap, Window, completeness, find_gaps, incomplete_meters
-from hes_sim.hes.presence import Presence
 from hes_sim.hes.store import SqliteStore
 from hes_sim.meter_sim.schedule import IntervalSchedule
-from hes_sim.protocols.topics import MeterState
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +52,7 @@ GapKey = tuple[str, float, float]  # meter, start, end
 
 
 class PresenceView(Protocol):
-    def get(self, meter_id: str) -> Presence | None: ...
+    def is_online(self, meter_id: str) -> bool: ...
 
 
 class BackfillClock(Protocol):
@@ -311,7 +309,7 @@ class Backfill:
                 partial(completeness, meter_ids=meters, window=window)
             )
             self._baseline = _Baseline(window, frozenset(meters), before)
-        online = [m for m in meters if self._online(m)]
+        online = [m for m in meters if self._presence.is_online(m)]
         stored = await self._store.run_sql(
             partial(incomplete_meters, meter_ids=online, window=window)
         )
@@ -330,10 +328,6 @@ class Backfill:
         if self._meters is not None:
             fleet.update(self._meters())
         return fleet
-
-    def _online(self, meter_id: str) -> bool:
-        presence = self._presence.get(meter_id)
-        return presence is not None and presence.state is MeterState.ONLINE
 
     def _wanted(self, stored: dict[str, list[int]], window: Window) -> list[Gap]:
         """The gaps to ask for, one per meter in turn (oldest first), so a meter with a

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -151,13 +151,13 @@ class MeterRuntime:
             if delay:
                 await self._pause(delay)
             if not self._powered.is_set():
-                await self._until_set(self._powered)
+                await self._until_or_stopping(self._powered.wait())
                 delay = BOOT_S + self._randomised_start()
                 continue
             if self._service is not None and not self._service.has_service(self.meter.meter_id):
                 # the modem camps until its cell is back, then the push setup spreads the
                 # meters of that cell over the randomisation window
-                await self._until_service()
+                await self._until_or_stopping(self._service.in_service(self.meter.meter_id))
                 delay = self._randomised_start()
                 continue
             if self._stopping.is_set():
@@ -211,24 +211,13 @@ class MeterRuntime:
         window = self.meter.push.randomisation_start_interval
         return self._rng.uniform(0, window) if window > 0 else 0.0
 
-    async def _until_service(self) -> None:
-        assert self._service is not None  # noqa: S101 - checked by the caller
-        waiting = asyncio.ensure_future(self._service.in_service(self.meter.meter_id))
-        stopping = asyncio.ensure_future(self._stopping.wait())
+    async def _until_or_stopping(self, waiting: Coroutine[Any, Any, object]) -> None:
+        """Until ``waiting`` is done or the fleet stops, whichever comes first."""
+        tasks = (asyncio.ensure_future(waiting), asyncio.ensure_future(self._stopping.wait()))
         try:
-            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (waiting, stopping):
-                task.cancel()
-
-    async def _until_set(self, event: asyncio.Event) -> None:
-        """Until ``event`` is set or the fleet stops."""
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        waiting = asyncio.ensure_future(event.wait())
-        try:
-            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiting, stopping):
+            for task in tasks:
                 task.cancel()
 
     async def _serve(self, link: MeterLink) -> None:

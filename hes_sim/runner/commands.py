@@ -19,6 +19,12 @@ from hes_sim.scenario.model import CommandEvent
 log = structlog.get_logger(__name__)
 
 
+def seeded_share(population: list[str], share: float, salt: int) -> list[str]:
+    """A seeded sample of ``share`` of ``population`` (at least one), sorted."""
+    count = max(1, round(share * len(population)))
+    return sorted(random.Random(salt).sample(population, count))
+
+
 def choose_meters(
     events: list[CommandEvent], meters: list[VirtualMeter], seed: int
 ) -> list[list[str]]:
@@ -28,8 +34,7 @@ def choose_meters(
     chosen: list[list[str]] = []
     for index, event in enumerate(events):
         if event.share is not None:
-            count = max(1, round(event.share * len(consumers)))
-            chosen.append(sorted(random.Random(seed ^ (index + 1)).sample(consumers, count)))
+            chosen.append(seeded_share(consumers, event.share, seed ^ (index + 1)))
         elif event.meters is not None:
             unknown = sorted(set(event.meters) - known)
             if unknown:

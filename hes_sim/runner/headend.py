@@ -23,8 +23,7 @@ from hes_sim.hes.commands.lifecycle import INDIA
 from hes_sim.hes.inventory import MeterInfo
 from hes_sim.hes.node import ApiOptions, HeadEndNode, NodeOptions
 from hes_sim.keyring import FleetKeyring
-from hes_sim.meter_sim.grid import build_grid
-from hes_sim.runner.fleet_register import register_of
+from hes_sim.runner.fleet_register import scenario_grid, scenario_register
 from hes_sim.scenario.model import Scenario
 
 log = structlog.get_logger(__name__)
@@ -53,15 +52,7 @@ def _clock(options: HeadEndProcessOptions) -> SimClock:
 def _register(scenario: Scenario | None) -> list[MeterInfo]:
     if scenario is None:
         return []
-    tz = scenario.tz
-    grid = build_grid(
-        scenario.fleet.counts,
-        scenario.seed,
-        tz,
-        None if scenario.grid is None else scenario.grid.spec(),
-    )
-    network = scenario.network
-    return register_of(grid, network.meters_per_cell, scenario.seed, network.cells)
+    return scenario_register(scenario, scenario_grid(scenario))
 
 
 def node_options(options: HeadEndProcessOptions) -> NodeOptions:

@@ -94,10 +94,11 @@ class NetworkTally:
         for meter_id, seconds in self.reconnects:
             by_cell.setdefault(self._cell_of.get(meter_id, "?"), []).append(seconds)
         cell_rejects = {} if radio is None else radio.rejects_by_cell()
+        meters_in = Counter(self._cell_of.values())
         cells = [
             CellFigures(
                 cell=cell,
-                meters=sum(1 for c in self._cell_of.values() if c == cell),
+                meters=meters_in[cell],
                 attach_rejects={str(r): n for r, n in cell_rejects.get(cell, {}).items() if n},
                 meter_reconnect_seconds=Percentiles.of(by_cell.get(cell, [])),
                 online=series,

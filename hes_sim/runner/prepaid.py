@@ -11,6 +11,7 @@ from hes_sim.clock import SimClock
 from hes_sim.errors import ScenarioError
 from hes_sim.hes.prepaid.account import AccountState
 from hes_sim.hes.prepaid.engine import PrepaidEngine
+from hes_sim.runner.commands import seeded_share
 from hes_sim.scenario.model import PrepaidSpec, PrepaidSwitch, RechargeRush
 from hes_sim.scenario.report import Percentiles, PrepaidReport
 
@@ -25,8 +26,7 @@ def switch_targets(switch: PrepaidSwitch, consumers: list[str], seed: int, index
             raise ScenarioError(f"prepaid.switches.{index}.meters: not consumers: {unknown[:5]}")
         return list(switch.meters)
     assert switch.share is not None  # noqa: S101 - the model checks one of the two
-    count = max(1, round(switch.share * len(consumers)))
-    return sorted(random.Random(seed ^ (0x5A17 + index)).sample(consumers, count))
+    return seeded_share(consumers, switch.share, seed ^ (0x5A17 + index))
 
 
 async def drive_prepaid(

@@ -28,7 +28,6 @@ from hes_sim.hes.tally import IngestTally
 from hes_sim.http_metrics import MetricsServer
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
-from hes_sim.meter_sim.grid import build_grid
 from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
@@ -43,7 +42,7 @@ from hes_sim.runner.export import (
     export_report,
     write_reconciliation,
 )
-from hes_sim.runner.fleet_register import register_of
+from hes_sim.runner.fleet_register import scenario_grid, scenario_register
 from hes_sim.runner.lag import LoopLagMonitor
 from hes_sim.runner.loop_errors import LoopErrors
 from hes_sim.runner.network import SimulatedNetwork, simulated_network
@@ -137,15 +136,9 @@ class ScenarioRun:
         self.bus.subscribe(self.run_tally)
         self.lag = LoopLagMonitor(scenario.time_scale)
         self.tz = scenario.tz
-        grid = build_grid(
-            scenario.fleet.counts,
-            scenario.seed,
-            self.tz,
-            None if scenario.grid is None else scenario.grid.spec(),
-        )
+        grid = scenario_grid(scenario)
         self.meters = grid.meters
-        network = scenario.network
-        self.register = register_of(grid, network.meters_per_cell, scenario.seed, network.cells)
+        self.register = scenario_register(scenario, grid)
         self.reads_expected = self.schedule.count * len(self.meters)
         self.command_targets = choose_meters(scenario.commands, self.meters, scenario.seed)
         self.command_tally = CommandTally()

@@ -56,7 +56,6 @@ from hes_sim.hes.meter_sessions import MeterSessions
 from hes_sim.hes.operations import IdempotencyConflictError, InvalidRequestError
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import SqliteStore
-from hes_sim.protocols.topics import MeterState
 
 __all__ = ["INDIA", "CommandDispatcher"]  # INDIA: the default zone, defined in lifecycle
 
@@ -189,7 +188,9 @@ class CommandDispatcher:
             command.history[0] = replace(command.history[0], detail=reason)
         # queued before the one write that stores it: a command stored but not queued
         # would be left behind by a crash between two writes
-        command.queue(now, "meter online" if self._online(meter_id) else "meter offline: waiting")
+        command.queue(
+            now, "meter online" if self._presence.is_online(meter_id) else "meter offline: waiting"
+        )
         stored = await self._store.run_sql(partial(rows.insert, command=command))
         if stored is not command:
             _same_request(stored, command)
@@ -215,10 +216,6 @@ class CommandDispatcher:
 
     # ---------------------------------------------------------------- scheduling
 
-    def _online(self, meter_id: str) -> bool:
-        presence = self._presence.get(meter_id)
-        return presence is not None and presence.state is MeterState.ONLINE
-
     async def _schedule(self) -> None:
         while True:
             # cleared before the scan, which awaits: a submit or a freed slot meanwhile
@@ -241,7 +238,7 @@ class CommandDispatcher:
                 next_due = min(next_due, command.deadline)
                 if command.next_attempt_at > now:
                     next_due = min(next_due, command.next_attempt_at)
-                elif self._online(command.meter_id):
+                elif self._presence.is_online(command.meter_id):
                     due.append(command)
             # reconnects first, then by age, within the free slots: a reconnect submitted
             # after many reads does not wait behind them
