@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, help="head-end /metrics port (default: free)")
     run.add_argument(
-        "--db", type=Path, help="SQLite file (default: REPORT_DIR/reads.sqlite, fresh for each run)"
+        "--db",
+        help="SQLite file, or postgresql://user@host/db of an empty database "
+        "(default: REPORT_DIR/reads.sqlite, fresh for each run)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress line")
 
@@ -164,6 +166,7 @@ def run_command(args: argparse.Namespace, settings: Settings, scenario: Scenario
         return EXIT_UNUSABLE
     options = RunOptions(
         report_dir=args.report_dir,
+        scenario_path=args.scenario.resolve(),
         broker=broker,
         db_path=args.db or settings.db_path,
         metrics_host=settings.metrics_host,

@@ -29,7 +29,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     headend.add_argument("--broker", help="mqtt://host:port (default: HES_BROKER_URL)")
     headend.add_argument(
-        "--db", type=Path, help="SQLite file, kept across restarts (default: HES_DB_PATH)"
+        "--db",
+        help="SQLite file or postgresql:// URL, kept across restarts (default: HES_DB_PATH)",
     )
     headend.add_argument(
         "--scenario", type=Path, help="know this scenario's fleet, time model and settings"

@@ -37,8 +37,9 @@ class SimClock:
         if wall_anchor is not None:
             self._running.set()
 
-    def start(self) -> None:
-        self.wall_anchor = time.time()
+    def start(self, wall_anchor: float | None = None) -> None:
+        """From now, or from ``wall_anchor`` (a fleet process joins its run's clock)."""
+        self.wall_anchor = time.time() if wall_anchor is None else wall_anchor
         self._running.set()
 
     @property

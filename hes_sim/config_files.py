@@ -19,7 +19,7 @@ def load_yaml_model(path: Path, model: type[M], what: str) -> M:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise ScenarioError(f"{path}: cannot read this {what} file: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -46,6 +46,7 @@ class ReadStored:
     interval_end: float
     delivery_delay: float  # simulated seconds, interval end -> stored
     wh_import: int = 0  # the interval's active energy: what prepaid charges for
+    recovered: bool = False  # read back from the profile by backfill, not pushed
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,11 @@ class EventBus:
 
     def subscribe(self, handler: Handler) -> None:
         self._handlers.append(handler)
+
+    def unsubscribe(self, handler: Handler) -> None:
+        """Stop calling ``handler`` (nothing if it was not subscribed)."""
+        if handler in self._handlers:
+            self._handlers.remove(handler)
 
     def emit(self, event: Event) -> None:
         for handler in self._handlers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -19,7 +18,9 @@ class Settings(BaseSettings):
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
-    db_path: Path | None = None
+    db_path: str | None = Field(
+        default=None, description="SQLite file, or a postgresql:// URL of the store"
+    )
     fleet_secret: SecretStr | None = Field(
         default=None,
         description="secret every meter's suite-0 keys derive from (default: random per run)",

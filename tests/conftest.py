@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+# the store fixtures, for every test directory: store_location, any_store, pg_database
+from tests.store_fixtures import any_store, pg_database, store_location  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def no_thread_leaks() -> Iterator[None]:

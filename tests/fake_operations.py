@@ -20,6 +20,7 @@ from hes_sim.hes.commands.lifecycle import (
 from hes_sim.hes.operations import (
     AccountStep,
     AccountView,
+    BalanceAlert,
     Connectivity,
     Health,
     InvalidRequestError,
@@ -229,6 +230,7 @@ class FakeOperations:
             meter_id, "C-SP0000002", "prepaid", "disconnected", Decimal("-3.50"), False, None,
             [AccountStep("postpaid", T0 - 7200, "opened"),
              AccountStep("disconnected", T0 - 600, "disconnect confirmed")],
+            [BalanceAlert(Decimal("0.30"), Decimal("60.00"), Decimal("58.10"), T0 - 3600)],
         )  # fmt: skip
 
     async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeView:

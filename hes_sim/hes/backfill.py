@@ -42,7 +42,7 @@ from hes_sim.events import (
 )
 from hes_sim.hes.commands.lifecycle import CommandState, CommandSubmitter, CommandType
 from hes_sim.hes.gaps import Completeness, Gap, Window, completeness, find_gaps, incomplete_meters
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
 from hes_sim.meter_sim.schedule import IntervalSchedule
 
 log = structlog.get_logger(__name__)
@@ -128,7 +128,7 @@ class _Request:
 class Backfill:
     def __init__(
         self,
-        store: SqliteStore,
+        store: SqlStore,
         dispatcher: CommandSubmitter,
         presence: PresenceView,
         clock: BackfillClock,

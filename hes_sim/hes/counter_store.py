@@ -8,30 +8,30 @@ starts from the last reserved end, skipping at most one block, never reusing a v
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from functools import partial
 
 from hes_sim.hes.dlms_client import ClientCounter
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.sql import Connection
+from hes_sim.hes.store import SqlStore
 
 BLOCK = 10_000
 HEADROOM = 1_000  # an association uses a handful of counters; reserve well before the end
 COUNTER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS hes_counters (
     name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
+    value BIGINT NOT NULL  -- a 32-bit unsigned counter: past INTEGER in PostgreSQL
 );
 """
 
 
-def _read(db: sqlite3.Connection, name: str) -> int:
+def _read(db: Connection, name: str) -> int:
     db.executescript(COUNTER_SCHEMA)
     row = db.execute("SELECT value FROM hes_counters WHERE name = ?", (name,)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def _write(db: sqlite3.Connection, name: str, value: int) -> None:
+def _write(db: Connection, name: str, value: int) -> None:
     db.execute(
         "INSERT INTO hes_counters (name, value) VALUES (?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -42,7 +42,7 @@ def _write(db: sqlite3.Connection, name: str, value: int) -> None:
 class PersistentCounter:
     """A ``ClientCounter`` whose values are reserved in the store before they are used."""
 
-    def __init__(self, store: SqliteStore, name: str = "dlms_invocation_counter") -> None:
+    def __init__(self, store: SqlStore, name: str = "dlms_invocation_counter") -> None:
         self._store = store
         self._name = name
         self.counter = ClientCounter()

@@ -6,7 +6,7 @@ events meters push — never by asking a meter just to fill in a screen.
 
 from __future__ import annotations
 
-import sqlite3
+import math
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
@@ -25,6 +25,7 @@ from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.operations import (
     AccountStep,
     AccountView,
+    BalanceAlert,
     Connectivity,
     Health,
     InvalidRequestError,
@@ -41,7 +42,8 @@ from hes_sim.hes.prepaid.account import InvalidTransition, RechargeConflict
 from hes_sim.hes.prepaid.engine import PrepaidEngine
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
-from hes_sim.hes.store import SqliteStore, read_from_row
+from hes_sim.hes.sql import Connection
+from hes_sim.hes.store import SqlStore, read_from_row
 from hes_sim.meter_sim.event_logs import EventCode
 from hes_sim.stats import percentile
 
@@ -57,7 +59,7 @@ class OperatorDesk:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: SqlStore,
         inventory: Inventory,
         presence: MeterPresence,
         dispatcher: CommandSubmitter,
@@ -230,6 +232,10 @@ class OperatorDesk:
             supply_on=account.supply_on,
             grace_until=account.grace_until,
             history=[AccountStep(t.state.value, t.at, t.reason) for t in account.history],
+            alerts=[
+                BalanceAlert(a.threshold, a.level, a.balance, a.at)
+                for a in self._accounts().alerts(meter_id)
+            ],
         )
 
     async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeView:
@@ -268,7 +274,7 @@ class _Figures:
 RECENT_READS = 2880  # a month of 15-minute intervals: enough for a meter's delay figure
 
 
-def _meter_figures(db: sqlite3.Connection, meter_id: str) -> _Figures:
+def _meter_figures(db: Connection, meter_id: str) -> _Figures:
     figures = _Figures()
     figures.reads_stored = int(
         db.execute(
@@ -318,7 +324,7 @@ _NEWEST_READS = _READS_BETWEEN.replace("ORDER BY interval_end", "ORDER BY interv
 
 
 def _reads_between(
-    db: sqlite3.Connection,
+    db: Connection,
     meter_id: str,
     start: float,
     end: float,
@@ -326,13 +332,27 @@ def _reads_between(
     *,
     newest_first: bool = False,
 ) -> list[ReadRecord]:
+    if math.isnan(start) or math.isnan(end):
+        return []  # nothing lies between NaN and anything
     query = _NEWEST_READS if newest_first else _READS_BETWEEN
-    rows = db.execute(query, (meter_id, start, end, limit))
+    rows = db.execute(query, (meter_id, _whole(start), _whole(end), limit))
     return [read_from_row(row) for row in rows]
 
 
+_FAR = 2**62  # beyond any interval end, inside a bigint
+
+
+def _whole(bound: float) -> int:
+    """A bound on whole-second interval ends as an integer (the same rows: ``end >= 899.5``
+    is ``end >= 900``), so PostgreSQL compares bigint with bigint and scans the primary
+    key's range rather than every read of the meter; infinite bounds clamp far away."""
+    if math.isinf(bound):
+        return _FAR if bound > 0 else -_FAR
+    return math.ceil(bound)
+
+
 def _find_commands(
-    db: sqlite3.Connection, meter_id: str | None, state: CommandState | None, limit: int
+    db: Connection, meter_id: str | None, state: CommandState | None, limit: int
 ) -> list[Command]:
     where, arguments = [], []
     if meter_id is not None:

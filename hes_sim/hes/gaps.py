@@ -1,7 +1,7 @@
 """Which block-load reads are missing, as ranges a profile read can fetch.
 
 Pure arithmetic on simulated Unix seconds (interval ends, as the reads are keyed), plus
-two queries run on the store's thread through ``SqliteStore.run_sql``.
+two queries run on the store's thread through ``store.run_sql`` (SQLite or PostgreSQL).
 
 A meter's range selective access returns the entries whose time stamp (the interval's
 end) lies in ``[from, to]``, both bounds included. A :class:`Gap` therefore spans
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+
+from hes_sim.hes.sql import Connection, Dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,43 +138,55 @@ class Completeness:
         return self.stored / self.expected if self.expected else 1.0
 
 
-# The meters come in as one JSON array parameter, so a fleet of any size is one statement
-# (no host-parameter limit) and each meter is a range scan of the primary key
-# (meter_id, interval_end) rather than a pass over the whole table.
-_ON_GRID = """
+# The meters come in as one parameter (a JSON array in SQLite, an array in PostgreSQL), so
+# a fleet of any size is one statement (no host-parameter limit) and each meter is a range
+# scan of the primary key (meter_id, interval_end) rather than a pass over the whole table.
+_MEMBER: dict[Dialect, str] = {
+    "sqlite": "meter_id IN (SELECT value FROM json_each(?))",
+    "postgresql": "meter_id = ANY(?)",
+}
+_ENDS: dict[Dialect, str] = {  # a meter's stored ends, comma separated
+    "sqlite": "group_concat(interval_end)",
+    "postgresql": "string_agg(CAST(interval_end AS TEXT), ',')",
+}
+
+
+def _on_grid(dialect: Dialect) -> str:
+    return f"""
 FROM block_load_reads
-WHERE meter_id IN (SELECT value FROM json_each(:meters))
-  AND interval_end BETWEEN :first AND :last
-  AND (interval_end - :first) % :step = 0
+WHERE {_MEMBER[dialect]}
+  AND interval_end BETWEEN ? AND ?
+  AND (interval_end - ?) % ? = 0
 """
-_INCOMPLETE = f"""
-SELECT meter_id, count(*), CASE WHEN count(*) < :expected THEN group_concat(interval_end) END
-{_ON_GRID}
-GROUP BY meter_id
-"""
-_STORED = f"SELECT count(*) {_ON_GRID}"
 
 
-def _parameters(meter_ids: Collection[str], window: Window) -> dict[str, object]:
-    return {
-        "meters": json.dumps(sorted(set(meter_ids))),
-        "first": window.first_end,
-        "last": window.last_end,
-        "step": window.interval_s,
-        "expected": window.count,
-    }
+_INCOMPLETE = {
+    dialect: f"SELECT meter_id, count(*), CASE WHEN count(*) < ? THEN {_ENDS[dialect]} END"
+    f"{_on_grid(dialect)}GROUP BY meter_id"
+    for dialect in _MEMBER
+}
+_STORED = {dialect: f"SELECT count(*){_on_grid(dialect)}" for dialect in _MEMBER}
+
+
+def _parameters(db: Connection, meter_ids: Collection[str], window: Window) -> list[object]:
+    """The parameters of ``_on_grid``."""
+    meters = sorted(set(meter_ids))
+    listed = json.dumps(meters) if db.dialect == "sqlite" else meters
+    first, last, step = window.first_end, window.last_end, window.interval_s
+    return [listed, first, last, first, step]
 
 
 def incomplete_meters(
-    db: sqlite3.Connection, meter_ids: Collection[str], window: Window
+    db: Connection, meter_ids: Collection[str], window: Window
 ) -> dict[str, list[int]]:
     """The stored interval ends, within the window, of each of ``meter_ids`` that misses
     any (a meter with none stored maps to an empty list). Complete meters are left out:
-    SQLite counts them and their ends never leave it. One statement for the whole fleet."""
+    the database counts them and their ends never leave it. One statement for the whole fleet."""
     if not meter_ids or window.count == 0:
         return {}
     found: dict[str, list[int]] = {meter_id: [] for meter_id in meter_ids}
-    for meter_id, _count, ends in db.execute(_INCOMPLETE, _parameters(meter_ids, window)):
+    parameters = [window.count, *_parameters(db, meter_ids, window)]
+    for meter_id, _count, ends in db.execute(_INCOMPLETE[db.dialect], parameters):
         if ends is None:
             del found[meter_id]
         else:
@@ -181,12 +194,11 @@ def incomplete_meters(
     return found
 
 
-def completeness(
-    db: sqlite3.Connection, meter_ids: Collection[str], window: Window
-) -> Completeness:
+def completeness(db: Connection, meter_ids: Collection[str], window: Window) -> Completeness:
     """Reads stored over reads expected, for these meters over the window."""
     expected = len(set(meter_ids)) * window.count
     if expected == 0:
         return Completeness(0, 0)
-    stored = db.execute(_STORED, _parameters(meter_ids, window)).fetchone()[0]
+    parameters = _parameters(db, meter_ids, window)
+    stored = db.execute(_STORED[db.dialect], parameters).fetchone()[0]
     return Completeness(int(stored), expected)

@@ -7,9 +7,10 @@ fleet) and in memory (so the operator API filters without a query per request).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from hes_sim.hes.sql import Connection
 
 INVENTORY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -56,33 +57,28 @@ class Inventory:
         return None if info is None else info.cell
 
 
-def register(db: sqlite3.Connection, meters: list[MeterInfo]) -> None:
+def register(db: Connection, meters: list[MeterInfo]) -> None:
     """Add or update meters in the store, in one transaction."""
-    db.execute("BEGIN")
-    try:
+    with db.transaction():
         db.executemany(
             "INSERT INTO meters (meter_id, kind, cell, feeder, dt) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (meter_id) DO UPDATE SET kind = excluded.kind, cell = excluded.cell,"
             " feeder = excluded.feeder, dt = excluded.dt",
             [(m.meter_id, m.kind, m.cell, m.feeder, m.dt) for m in meters],
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
-def load(db: sqlite3.Connection) -> list[MeterInfo]:
+def load(db: Connection) -> list[MeterInfo]:
     rows = db.execute("SELECT meter_id, kind, cell, feeder, dt FROM meters ORDER BY meter_id")
     return [MeterInfo(*row) for row in rows]
 
 
-def last_seen(db: sqlite3.Connection) -> dict[str, float]:
+def last_seen(db: Connection) -> dict[str, float]:
     """When each meter's newest read or event arrived, as far as the store knows."""
     rows = db.execute(
         "SELECT meter_id, max(received_at) FROM ("
         " SELECT meter_id, received_at FROM block_load_reads"
         " UNION ALL SELECT meter_id, received_at FROM meter_events"
-        ") GROUP BY meter_id"
+        ") AS heard GROUP BY meter_id"  # PostgreSQL before 16 wants the alias
     )
     return {meter_id: float(at) for meter_id, at in rows}

@@ -120,7 +120,7 @@ class HesMetrics:
 
     def __call__(self, event: Event) -> None:
         match event:
-            case ReadStored(delivery_delay=delay):
+            case ReadStored(delivery_delay=delay, recovered=False):
                 self.reads_stored.inc()
                 self.delivery_delay.observe(delay)
             case ReadDuplicate():

@@ -22,7 +22,7 @@ import structlog
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError
-from hes_sim.events import Event, EventBus, ReadStored
+from hes_sim.events import EventBus, ReadStored
 from hes_sim.hes import inventory as register
 from hes_sim.hes.api.server import ApiServer
 from hes_sim.hes.backfill import Backfill, BackfillSettings
@@ -30,6 +30,7 @@ from hes_sim.hes.billing import Tariff
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.counter_store import PersistentCounter
 from hes_sim.hes.desk import OperatorDesk
+from hes_sim.hes.export.bills import BillingOptions, MonthlyBilling
 from hes_sim.hes.export.exporter import Exporter
 from hes_sim.hes.export.policy import ExportSettings
 from hes_sim.hes.export.sinks import Sink
@@ -38,10 +39,11 @@ from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.meter_sessions import Exchange, MeterSessions
 from hes_sim.hes.metrics import NodeGauges
 from hes_sim.hes.operations import DEFAULT_SILENCE_S
+from hes_sim.hes.prepaid.account import Mode
 from hes_sim.hes.prepaid.engine import PrepaidEngine
 from hes_sim.hes.prepaid.policy import DisconnectionPolicy
 from hes_sim.hes.service import HeadEnd, SilencePolicy
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.meter import CONSUMER_KINDS
 from hes_sim.meter_sim.schedule import IntervalSchedule
@@ -74,12 +76,13 @@ class ExportOptions:
     sink: Callable[[], contextlib.AbstractAsyncContextManager[Sink]]  # opened with the node
     settings: ExportSettings
     interval_s: int  # the reads' interval, for the exported records
+    bills: BillingOptions | None = None  # None: reads only, no monthly bill records
 
 
 @dataclass(frozen=True, slots=True)
 class NodeOptions:
-    broker: BrokerAddress
-    db_path: Path
+    broker: BrokerAddress | tuple[BrokerAddress, ...]  # several: a fleet spread over them
+    db_path: str | Path  # a SQLite file, or a postgresql:// URL
     keyring: FleetKeyring
     tz: timezone
     require_ciphered: bool = True
@@ -117,6 +120,7 @@ class HeadEndNode:
         self.backfill: Backfill | None = None
         self.prepaid: PrepaidEngine | None = None
         self.exporter: Exporter | None = None
+        self.billing: MonthlyBilling | None = None
 
     @property
     def api_url(self) -> str | None:
@@ -126,7 +130,7 @@ class HeadEndNode:
         options, clock, bus = self.options, self.clock, self.bus
         try:
             export_interval = None if options.export is None else options.export.interval_s
-            store = SqliteStore(options.db_path, export_interval_s=export_interval)
+            store = open_store(options.db_path, export_interval_s=export_interval)
             self.store = await self._stack.enter_async_context(store)
             if self._meters:
                 await self.store.run_sql(lambda db: register.register(db, self._meters))
@@ -196,12 +200,11 @@ class HeadEndNode:
                 await self._stack.enter_async_context(self.backfill)
             if options.prepaid is not None:
                 self.prepaid = PrepaidEngine(
-                    self.dispatcher, clock, bus,
+                    self.dispatcher, clock, bus, self.store,
                     tariff=options.prepaid.tariff, policy=options.prepaid.policy,
                     tz=options.tz, sanctioned_kw=options.prepaid.sanctioned_kw,
                 )  # fmt: skip
-                consumers = [m.meter_id for m in self.inventory.all() if m.kind in CONSUMERS]
-                self.prepaid.open(consumers)
+                self.prepaid.open(self._consumers())
                 self.desk.prepaid = self.prepaid
                 await self._stack.enter_async_context(self.prepaid)
             if options.export is not None:
@@ -214,6 +217,13 @@ class HeadEndNode:
                 bus.subscribe(
                     lambda event: exporter.notify() if isinstance(event, ReadStored) else None
                 )
+                if options.export.bills is not None:
+                    self.billing = MonthlyBilling(
+                        self.store, clock, tz=options.tz, interval_s=options.export.interval_s,
+                        options=options.export.bills, consumers=self._consumers,
+                        postpaid=self._postpaid, notify=exporter.notify,
+                    )  # fmt: skip
+                    await self._stack.enter_async_context(self.billing)
             if options.api is not None:
                 api = ApiServer(
                     self.desk, options.api.token, options.tz,
@@ -233,9 +243,14 @@ class HeadEndNode:
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    def _new_read_to_export(self, event: Event) -> None:
-        if isinstance(event, ReadStored) and self.exporter is not None:
-            self.exporter.notify()  # its record went into the outbox with the read
+    def _consumers(self) -> list[str]:
+        """Meters of consumers (with accounts and bills), from the register."""
+        return [m.meter_id for m in self.inventory.all() if m.kind in CONSUMERS]
+
+    def _postpaid(self, meter_id: str) -> bool:
+        if self.prepaid is None or meter_id not in self.prepaid.accounts:
+            return True
+        return self.prepaid.accounts[meter_id].mode is Mode.POSTPAID
 
     def _fleet(self) -> list[str]:
         """The meters backfill looks after: the register, or those heard from without one."""
@@ -248,9 +263,14 @@ class HeadEndNode:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
                 await self.hes.subscribed.wait()
         except TimeoutError:
-            raise BrokerError(
-                f"the head-end could not subscribe at {self.options.broker}"
-            ) from None
+            raise BrokerError(f"the head-end could not subscribe at {self._broker_names}") from None
+
+    @property
+    def _broker_names(self) -> str:
+        brokers = self.options.broker
+        if isinstance(brokers, BrokerAddress):
+            return str(brokers)
+        return ", ".join(str(broker) for broker in brokers)
 
     def _exchange(self) -> Exchange:
         """Requests to meters through the head-end, answers awaited a bounded time."""

@@ -113,6 +113,16 @@ class AccountStep:
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceAlert:
+    """A low-balance alert an account raised (as an SMS to the consumer would go)."""
+
+    threshold: Decimal  # share of the last recharge; 0: the balance reached zero
+    level: Decimal  # rupees
+    balance: Decimal  # after the posting that crossed it
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AccountView:
     meter_id: str
     consumer_id: str
@@ -122,6 +132,7 @@ class AccountView:
     supply_on: bool
     grace_until: float | None
     history: list[AccountStep]
+    alerts: list[BalanceAlert] = field(default_factory=list)  # oldest first, the newest kept
 
 
 @dataclass(frozen=True, slots=True)

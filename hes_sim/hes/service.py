@@ -1,9 +1,10 @@
 """The head-end process's long-lived part: MQTT subscription, ingest and metrics.
 
-An async context manager owning a TaskGroup with two named tasks: ``hes:mqtt`` reads
-the broker (and reconnects with jittered back-off when it vanishes) and ``hes:ingest``
-decodes and stores in batches. Shutdown is two-phase: stop reading, let ingest drain
-the queue for a grace period, then cancel.
+An async context manager owning a TaskGroup with named tasks: ``hes:mqtt:{n}`` reads
+broker n (and reconnects with jittered back-off when it vanishes) and ``hes:ingest``
+decodes and stores in batches. A fleet spread over several brokers is read from all of
+them; a request goes out through the broker its meter was last heard on. Shutdown is
+two-phase: stop reading, let ingest drain the queue for a grace period, then cancel.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -58,7 +60,7 @@ class SilencePolicy:
 class HeadEnd:
     def __init__(
         self,
-        broker: BrokerAddress,
+        broker: BrokerAddress | Sequence[BrokerAddress],
         store: ReadStore,
         clock: Clock,
         bus: EventBus,
@@ -72,7 +74,9 @@ class HeadEnd:
         shutdown_grace_s: float = 10.0,
         silence: SilencePolicy | None = None,
     ) -> None:
-        self._broker = broker
+        self._brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
+        if not self._brokers:
+            raise ValueError("a head-end needs a broker")
         self._clock = clock
         self._bus = bus
         self._client_id = client_id
@@ -96,20 +100,24 @@ class HeadEnd:
             self.registry, metrics_host, metrics_port, healthy=self.subscribed.is_set
         )
         self._stack = contextlib.AsyncExitStack()
-        self._client: aiomqtt.Client | None = None
+        self._clients: dict[int, aiomqtt.Client] = {}  # by broker index, while connected
+        self._broker_of: dict[str, int] = {}  # meter -> the broker it was last heard on
         # one outstanding request per meter: its future, removed when the exchange ends
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         # answers still owed for requests that timed out, per meter: until when (monotonic)
         # one is taken for the late one, not for the answer to the next request
         self._owed: dict[str, deque[float]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: list[asyncio.Task[None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self._stack.enter_async_context(self.metrics)
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
-        self._reader = group.create_task(self._read_broker(), name="hes:mqtt")
+        self._readers = [
+            group.create_task(self._read_broker(index), name=f"hes:mqtt:{index}")
+            for index in range(len(self._brokers))
+        ]
         self._writer = group.create_task(self._ingest_loop(), name="hes:ingest")
         if self._silence is not None:
             self._sweeper = group.create_task(self._sweep(self._silence), name="hes:silence")
@@ -121,8 +129,8 @@ class HeadEnd:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for reader in self._readers:
+            reader.cancel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._grace_s):
                 await self.drained()
@@ -139,15 +147,16 @@ class HeadEnd:
         """Until every message received so far has been decoded and stored."""
         await self._queue.join()
 
-    async def _read_broker(self) -> None:
+    async def _read_broker(self, index: int) -> None:
+        broker = self._brokers[index]
         backoff = Backoff(random.Random(), base=0.2, cap=10.0)
         sessions = 0
         while True:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             client = aiomqtt.Client(
-                self._broker.host,
-                self._broker.port,
+                broker.host,
+                broker.port,
                 identifier=self._client_id,
                 protocol=aiomqtt.ProtocolVersion.V5,
                 # resume our session (and the pushes queued for it) across reconnects and
@@ -161,32 +170,37 @@ class HeadEnd:
                     await client.subscribe(topics.subscription(Channel.UP, shared=True), qos=1)
                     await client.subscribe(topics.subscription(Channel.STATE), qos=1)
                     sessions += 1
-                    self._client = client
+                    self._clients[index] = client
                     backoff.reset()
-                    self.subscribed.set()
-                    self._bus.emit(HeadEndSubscribed(str(self._broker), sessions))
-                    log.info("hes_subscribed", broker=str(self._broker), client_id=self._client_id)
+                    if len(self._clients) == len(self._brokers):
+                        self.subscribed.set()
+                    self._bus.emit(HeadEndSubscribed(str(broker), sessions))
+                    log.info("hes_subscribed", broker=str(broker), client_id=self._client_id)
                     async for message in client.messages:
-                        await self._route(str(message.topic), message.payload, message.retain)
+                        topic_name, payload = str(message.topic), message.payload
+                        await self._route(topic_name, payload, message.retain, index)
             except aiomqtt.MqttError as exc:
-                self._client = None
+                self._clients.pop(index, None)
                 self.subscribed.clear()
                 delay = backoff.next_delay()
                 log.warning(
                     "hes_broker_lost",
-                    broker=str(self._broker),
+                    broker=str(broker),
                     error=str(exc),
                     retry_in_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
 
-    async def _route(self, topic_name: str, payload: object, retained: bool = False) -> None:
+    async def _route(
+        self, topic_name: str, payload: object, retained: bool = False, broker: int = 0
+    ) -> None:
         try:
             meter_id, channel = topics.parse(topic_name)
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, None))
             log.warning("message_rejected", topic=topic_name, error=str(exc))
             return
+        self._broker_of[meter_id] = broker
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
         if channel is Channel.UP and self.presence.touch(meter_id):
             self._bus.emit(MeterOnline(meter_id))
@@ -199,9 +213,10 @@ class HeadEnd:
 
     async def exchange(self, meter_id: str, apdu: bytes, timeout_s: float) -> bytes:
         """Send one request APDU to a meter and wait (wall seconds) for its answer."""
-        client = self._client
+        index = self._broker_of.get(meter_id, 0)
+        client = self._clients.get(index)
         if client is None:
-            raise BrokerError("the head-end is not connected to the broker")
+            raise BrokerError(f"the head-end is not connected to {self._brokers[index]}")
         if meter_id in self._waiting:
             raise RuntimeError(f"a request to {meter_id} is already outstanding")
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()

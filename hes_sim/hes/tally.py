@@ -16,7 +16,7 @@ class IngestTally:
 
     def __call__(self, event: Event) -> None:
         match event:
-            case ReadStored():
+            case ReadStored(recovered=False):
                 self.reads_stored += 1
             case ReadDuplicate():
                 self.reads_duplicate += 1

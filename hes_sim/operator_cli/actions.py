@@ -205,6 +205,10 @@ def account_show(api: ApiClient, args: argparse.Namespace) -> int:
     print(pairs(rows))
     for step in account["history"]:
         print(f"  {when(step['at'])}  {step['state']:<18} {step['reason']}")
+    for alert in account["alerts"]:
+        share = f"{float(alert['threshold']):.0%}"
+        print(f"  {when(alert['at'])}  low balance: ₹{alert['balance']} at or under {share}"
+              f" level ₹{alert['level']}")  # fmt: skip
     return EXIT_OK
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 
 import structlog
 
 from hes_sim.clock import SimClock
+from hes_sim.hes.billing import load_tariff
+from hes_sim.hes.export.bills import BillingOptions, bill_counts
 from hes_sim.hes.export.cim import CimXmlSink
 from hes_sim.hes.export.exporter import Exporter
 from hes_sim.hes.export.files import CsvSink, JsonLinesSink
@@ -19,6 +22,7 @@ from hes_sim.hes.export.policy import ExportSettings
 from hes_sim.hes.export.sinks import Sink
 from hes_sim.hes.export.webhook import WebhookSink
 from hes_sim.hes.node import ExportOptions
+from hes_sim.hes.store import SqlStore
 from hes_sim.runner.billing_endpoint import BillingEndpoint
 from hes_sim.scenario.model import ExportSpec
 from hes_sim.scenario.report import ExportReport, Percentiles
@@ -42,7 +46,11 @@ async def billing_endpoint(spec: ExportSpec | None) -> AsyncIterator[BillingEndp
 
 
 def export_options(
-    spec: ExportSpec, endpoint: BillingEndpoint | None, report_dir: Path, interval_s: int
+    spec: ExportSpec,
+    endpoint: BillingEndpoint | None,
+    report_dir: Path,
+    interval_s: int,
+    sanctioned_kw: Callable[[str], Decimal],
 ) -> ExportOptions:
     def sink() -> contextlib.AbstractAsyncContextManager[Sink]:
         match spec.sink:
@@ -60,7 +68,10 @@ def export_options(
     settings = ExportSettings(
         batch_size=spec.batch_size, retry_base_s=spec.retry_base, retry_cap_s=spec.retry_cap
     )
-    return ExportOptions(sink, settings, interval_s)
+    bills = None
+    if spec.with_bills and spec.tariff is not None:  # load_scenario resolves the tariff
+        bills = BillingOptions(load_tariff(spec.tariff), sanctioned_kw, spec.bill_delay)
+    return ExportOptions(sink, settings, interval_s, bills)
 
 
 async def endpoint_outages(
@@ -86,7 +97,11 @@ async def drained(exporter: Exporter, clock: SimClock, within_sim_s: float) -> N
 
 
 async def export_report(
-    spec: ExportSpec, exporter: Exporter, endpoint: BillingEndpoint | None, reads_stored: int
+    spec: ExportSpec,
+    exporter: Exporter,
+    endpoint: BillingEndpoint | None,
+    reads_stored: int,
+    store: SqlStore,
 ) -> ExportReport:
     figures = await exporter.figures()
     reconciliation = await exporter.reconcile()
@@ -94,6 +109,7 @@ async def export_report(
         p50=figures.lag_p50_s, p95=figures.lag_p95_s, p99=None, max=figures.lag_max_s
     )
     exported = sum(m.exported for m in reconciliation)
+    bills_enqueued, bills_exported = await store.run_sql(bill_counts)
     return ExportReport(
         sink=spec.sink if spec.url or spec.sink != "webhook" else "webhook (the run's own)",
         reads_stored=reads_stored,
@@ -109,18 +125,20 @@ async def export_report(
         ),
         redelivered=None if endpoint is None else endpoint.redelivered,
         meters_incomplete=sum(1 for m in reconciliation if m.exported < m.stored),
+        bills_enqueued=bills_enqueued,
+        bills_exported=bills_exported,
     )
 
 
 async def write_reconciliation(
     exporter: Exporter, produced_by: Mapping[str, int], path: Path
-) -> int:
+) -> list[str]:
     """Per meter: reads the meter produced, stored, put in the outbox, exported. Writes
-    ``path`` (CSV) and returns how many meters are not fully exported."""
+    ``path`` (CSV) and returns the meters not fully exported."""
     rows = await exporter.reconcile()
     meters = sorted(set(produced_by) | {m.meter_id for m in rows})
     by_meter = {m.meter_id: m for m in rows}
-    incomplete = 0
+    incomplete: list[str] = []
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["meter_id", "produced", "stored", "enqueued", "exported", "complete"])
@@ -130,7 +148,8 @@ async def write_reconciliation(
                 row.stored, row.enqueued, row.exported
             )  # fmt: skip
             complete = exported == stored == produced_by.get(meter_id, stored)
-            incomplete += not complete
+            if not complete:
+                incomplete.append(meter_id)
             writer.writerow([meter_id, produced_by.get(meter_id, 0), stored, enqueued, exported,
                              "yes" if complete else "no"])  # fmt: skip
     return incomplete

@@ -3,8 +3,20 @@ with its kind, cell, feeder and DT."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import SimClock
+from hes_sim.events import EventBus
 from hes_sim.hes.inventory import MeterInfo
+from hes_sim.keyring import FleetKeyring
+from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.grid import Grid, build_grid
+from hes_sim.meter_sim.lean import lean_link_factory, loopback_sources
+from hes_sim.meter_sim.meter import VirtualMeter
+from hes_sim.meter_sim.runtime import ServiceGate
+from hes_sim.meter_sim.transport import LinkFactory, aiomqtt_link_factory
+from hes_sim.runner.shards.messages import shard_of
 from hes_sim.scenario.model import Scenario
 
 
@@ -12,6 +24,53 @@ def scenario_grid(scenario: Scenario) -> Grid:
     """The fleet the scenario describes: the same scenario and seed, the same meters."""
     grid = None if scenario.grid is None else scenario.grid.spec()
     return build_grid(scenario.fleet.counts, scenario.seed, scenario.tz, grid)
+
+
+def scenario_fleet(
+    scenario: Scenario,
+    meters: Sequence[VirtualMeter],
+    link_factory: LinkFactory,
+    bus: EventBus,
+    clock: SimClock,
+    *,
+    keyring: FleetKeyring,
+    service: ServiceGate | None = None,
+    on_power_loss: Callable[[str], object] | None = None,
+) -> Fleet:
+    """The scenario's meters (or a shard of them) as a fleet, the same in every process."""
+    return Fleet(
+        meters,
+        link_factory,
+        bus,
+        seed=scenario.seed,
+        time_scale=scenario.time_scale,
+        push_randomisation_s=scenario.push.randomisation_start_interval,
+        clock=clock,
+        keyring=keyring,
+        cipher_pushes=scenario.security.pushes == "ciphered",
+        service=service,
+        on_power_loss=on_power_loss,
+    )
+
+
+LEAN_SOURCES = 4  # loopback source addresses: the kernel's port search stays cheap
+
+
+def link_factory(broker: BrokerAddress, transport: str = "aiomqtt") -> LinkFactory:
+    """``aiomqtt``: a full client per meter; ``lean``: a bare protocol per meter."""
+    if transport == "lean":
+        return lean_link_factory(broker, source_hosts=loopback_sources(LEAN_SOURCES))
+    return aiomqtt_link_factory(broker)
+
+
+def routed_link_factory(
+    brokers: Sequence[BrokerAddress], transport: str = "aiomqtt"
+) -> LinkFactory:
+    """Each meter on its broker, by its id (the same assignment in every process)."""
+    factories = [link_factory(broker, transport) for broker in brokers]
+    if len(factories) == 1:
+        return factories[0]
+    return lambda meter_id: factories[shard_of(meter_id, len(factories))](meter_id)
 
 
 def scenario_register(scenario: Scenario, grid: Grid) -> list[MeterInfo]:

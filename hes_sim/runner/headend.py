@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class HeadEndProcessOptions:
     broker: BrokerAddress
-    db_path: Path
+    db_path: str | Path  # a SQLite file, or a postgresql:// URL
     fleet_secret: bytes
     api: ApiOptions
     metrics_host: str = "127.0.0.1"

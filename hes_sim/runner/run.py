@@ -23,14 +23,13 @@ from hes_sim.events import EventBus
 from hes_sim.hes.billing import load_tariff
 from hes_sim.hes.node import CONSUMERS, ApiOptions, HeadEndNode, NodeOptions, PrepaidOptions
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import ReadStore
+from hes_sim.hes.store import ReadStore, SqlStore
 from hes_sim.hes.tally import IngestTally
 from hes_sim.http_metrics import MetricsServer
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector
 from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.meter_sim.transport import aiomqtt_link_factory
 from hes_sim.runner.billing_endpoint import BillingEndpoint
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.commands import CommandTally, choose_meters, issue_commands
@@ -42,7 +41,12 @@ from hes_sim.runner.export import (
     export_report,
     write_reconciliation,
 )
-from hes_sim.runner.fleet_register import scenario_grid, scenario_register
+from hes_sim.runner.fleet_register import (
+    routed_link_factory,
+    scenario_fleet,
+    scenario_grid,
+    scenario_register,
+)
 from hes_sim.runner.lag import LoopLagMonitor
 from hes_sim.runner.loop_errors import LoopErrors
 from hes_sim.runner.network import SimulatedNetwork, simulated_network
@@ -50,9 +54,10 @@ from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.prepaid import drive_prepaid, prepaid_figures
 from hes_sim.runner.progress import ProgressLine
 from hes_sim.runner.reporting import EndState, Tallies, build_report
+from hes_sim.runner.shards.fleet import ShardedFleet
 from hes_sim.runner.tally import RunTally
 from hes_sim.runner.timeline import Timeline
-from hes_sim.scenario.model import Scenario
+from hes_sim.scenario.model import DEFAULT_SANCTIONED_KW, Scenario
 from hes_sim.scenario.report import Report
 
 log = structlog.get_logger(__name__)
@@ -60,14 +65,17 @@ log = structlog.get_logger(__name__)
 FDS_PER_PROCESS_SPARE = 200  # store, broker probe, metrics, logs
 CONNECT_WALL_S_PER_METER = 0.005
 CONNECT_WALL_S_MIN = 30.0
+RECONCILIATION_FILE = "reconciliation.csv"  # beside the report
+INCOMPLETE_LISTED = 100  # meters not fully exported, named in the report
 BROKER_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     report_dir: Path
+    scenario_path: Path | None = None  # where fleet processes read the scenario from
     broker: BrokerAddress | None = None
-    db_path: Path | None = None
+    db_path: str | Path | None = None  # a SQLite file, or a postgresql:// URL
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     progress: bool = True
@@ -92,16 +100,18 @@ def check_file_limit(meters: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _broker(
-    options: RunOptions,
-) -> AsyncIterator[tuple[BrokerAddress, PrivateMosquitto | None]]:
-    """The broker's address, and the broker itself when the run started its own."""
+async def _brokers(
+    options: RunOptions, count: int
+) -> AsyncIterator[tuple[list[BrokerAddress], PrivateMosquitto | None]]:
+    """The brokers' addresses, and the first broker itself when the run started its own
+    (``count`` private brokers; the scenario's timeline restarts the first)."""
     if options.broker is not None:
         await probe(options.broker)
-        yield options.broker, None
+        yield [options.broker], None
         return
-    async with PrivateMosquitto() as broker:
-        yield broker.address, broker
+    async with contextlib.AsyncExitStack() as stack:
+        started = [await stack.enter_async_context(PrivateMosquitto()) for _ in range(count)]
+        yield [broker.address for broker in started], started[0]
 
 
 async def probe(broker: BrokerAddress) -> None:
@@ -117,7 +127,8 @@ async def probe(broker: BrokerAddress) -> None:
 
 
 async def run_scenario(scenario: Scenario, options: RunOptions) -> Report:
-    check_file_limit(scenario.meter_count)
+    if scenario.fleet.process_count == 1:
+        check_file_limit(scenario.meter_count)  # else each fleet process holds its share
     return await ScenarioRun(scenario, options).execute()
 
 
@@ -152,10 +163,11 @@ class ScenarioRun:
         self.bus.subscribe(self.command_tally)
         ciphered = scenario.security.pushes == "ciphered"
         secret = options.fleet_secret or secrets.token_bytes(32)
+        self.fleet_secret = secret  # for fleet processes, which derive the same keys
         self.keyring = FleetKeyring(secret)
         self.cipher_pushes = ciphered
 
-    def _db_path(self) -> Path:
+    def _db_path(self) -> str | Path:
         if self.options.db_path is not None:
             return self.options.db_path
         path = self.options.report_dir / "reads.sqlite"
@@ -163,10 +175,22 @@ class ScenarioRun:
             stale.unlink(missing_ok=True)  # the report dir's store belongs to this run only
         return path
 
-    def _node_options(self, broker: BrokerAddress) -> NodeOptions:
+    async def _check_store_empty(self, store: SqlStore) -> None:
+        """A run's figures come from its store: a database given by URL must be empty
+        (the run's own SQLite file is made fresh)."""
+        if self.options.db_path is None:
+            return
+        held = await store.count_reads()
+        if held:
+            raise ScenarioError(
+                f"the store {store.describe()} already holds {held} reads: give a run an "
+                "empty database (its figures are counted from the store)"
+            )
+
+    def _node_options(self, brokers: list[BrokerAddress]) -> NodeOptions:
         scenario, options = self.scenario, self.options
         return NodeOptions(
-            broker=broker,
+            broker=tuple(brokers),
             db_path=self._db_path(),
             keyring=self.keyring,
             tz=self.tz,
@@ -185,7 +209,11 @@ class ScenarioRun:
                 None
                 if scenario.export is None
                 else export_options(
-                    scenario.export, self.billing, options.report_dir, scenario.interval
+                    scenario.export,
+                    self.billing,
+                    options.report_dir,
+                    scenario.interval,
+                    self._sanctioned_kw(),
                 )
             ),
             seed=scenario.seed,
@@ -195,26 +223,38 @@ class ScenarioRun:
         spec = self.scenario.prepaid
         if spec is None:
             return None
+        return PrepaidOptions(load_tariff(spec.tariff), spec.policy, self._sanctioned_kw())
+
+    def _sanctioned_kw(self) -> Callable[[str], Decimal]:
+        """Each consumer's sanctioned load, by its meter's kind (the prepaid section's
+        table, else the defaults)."""
+        spec = self.scenario.prepaid
+        table = (
+            {k: Decimal(v) for k, v in DEFAULT_SANCTIONED_KW.items()}
+            if spec is None
+            else spec.sanctioned_kw
+        )
         kind_of = {m.meter_id: m.kind for m in self.register}
-
-        def sanctioned_kw(meter_id: str) -> Decimal:
-            return spec.sanctioned_kw.get(kind_of.get(meter_id, ""), Decimal(2))
-
-        return PrepaidOptions(load_tariff(spec.tariff), spec.policy, sanctioned_kw)
+        return lambda meter_id: table.get(kind_of.get(meter_id, ""), Decimal(2))
 
     async def execute(self) -> Report:
         self.options.report_dir.mkdir(parents=True, exist_ok=True)
         wall_started = time.monotonic()
         LoopErrors().install(asyncio.get_running_loop())
         spec = self.scenario.export
-        async with _broker(self.options) as (broker, private), billing_endpoint(spec) as billing:
+        brokers_wanted = self.scenario.brokers
+        async with (
+            _brokers(self.options, brokers_wanted) as (brokers, private),
+            billing_endpoint(spec) as billing,
+        ):
             self.billing = billing
-            node = HeadEndNode(self._node_options(broker), self.clock, self.bus, self.register)
-            async with node, self._network(broker) as network:
+            node = HeadEndNode(self._node_options(brokers), self.clock, self.bus, self.register)
+            async with node, self._network(brokers[0]) as network:
+                await self._check_store_empty(node.store)
                 await node.wait_subscribed()
                 self._announce(node)
                 hes, store = node.hes, node.store
-                fleet = self._fleet(broker, network)
+                fleet = self._fleet(brokers, network)
                 fleet_metrics = self._fleet_metrics(fleet, network)
                 async with fleet_metrics, asyncio.TaskGroup() as helpers, fleet:
                     self._announce_fleet(fleet_metrics)
@@ -246,13 +286,19 @@ class ScenarioRun:
                 prepaid_report = None if node.prepaid is None else prepaid_figures(node.prepaid)
                 export = None
                 if spec is not None and node.exporter is not None:
-                    export = await export_report(spec, node.exporter, billing, reads_stored)
+                    export = await export_report(spec, node.exporter, billing, reads_stored, store)
                     incomplete = await write_reconciliation(
                         node.exporter,
                         self.run_tally.produced_by,
-                        self.options.report_dir / "reconciliation.csv",
+                        self.options.report_dir / RECONCILIATION_FILE,
                     )
-                    export = export.model_copy(update={"meters_incomplete": incomplete})
+                    export = export.model_copy(
+                        update={
+                            "meters_incomplete": len(incomplete),
+                            "incomplete_meter_ids": incomplete[:INCOMPLETE_LISTED],
+                            "reconciliation_file": RECONCILIATION_FILE,
+                        }
+                    )
                 network_figures = (
                     None
                     if self.network_tally is None
@@ -281,23 +327,41 @@ class ScenarioRun:
             time_scale=self.scenario.time_scale,
         )
 
-    def _fleet(self, broker: BrokerAddress, network: SimulatedNetwork | None) -> Fleet:
-        scenario = self.scenario
-        return Fleet(
+    def _fleet(
+        self, brokers: list[BrokerAddress], network: SimulatedNetwork | None
+    ) -> Fleet | ShardedFleet:
+        processes = self.scenario.fleet.process_count
+        if processes > 1:
+            if self.options.scenario_path is None:
+                raise ScenarioError("a fleet over several processes needs the scenario's file")
+            return ShardedFleet(
+                self.options.scenario_path,
+                (m.meter_id for m in self.meters),
+                processes=processes,
+                brokers=brokers,
+                fleet_secret=self.fleet_secret,
+                transport=self.scenario.fleet.transport,
+                bus=self.bus,
+                clock=self.clock,
+            )
+        return scenario_fleet(
+            self.scenario,
             self.meters,
-            aiomqtt_link_factory(broker) if network is None else network.link_factory(),
+            (
+                routed_link_factory(brokers, self.scenario.fleet.transport)
+                if network is None
+                else network.link_factory()
+            ),
             self.bus,
-            seed=scenario.seed,
-            time_scale=scenario.time_scale,
-            push_randomisation_s=scenario.push.randomisation_start_interval,
-            clock=self.clock,
+            self.clock,
             keyring=self.keyring,
-            cipher_pushes=self.cipher_pushes,
             service=None if network is None else network.gate,
             on_power_loss=None if network is None else network.proxy.cut,
         )
 
-    def _fleet_metrics(self, fleet: Fleet, network: SimulatedNetwork | None) -> MetricsServer:
+    def _fleet_metrics(
+        self, fleet: Fleet | ShardedFleet, network: SimulatedNetwork | None
+    ) -> MetricsServer:
         """The meters' side of the metrics, on a port of their own (as a fleet process
         of its own would serve them)."""
         registry = CollectorRegistry()
@@ -317,7 +381,7 @@ class ScenarioRun:
         self,
         helpers: asyncio.TaskGroup,
         node: HeadEndNode,
-        fleet: Fleet,
+        fleet: Fleet | ShardedFleet,
         network: SimulatedNetwork | None,
         private: PrivateMosquitto | None,
     ) -> list[asyncio.Task[None]]:
@@ -377,7 +441,7 @@ class ScenarioRun:
             )
             sys.stderr.write(f"operator API on {node.api_url}{token}\n")
 
-    async def _drive(self, fleet: Fleet, hes: HeadEnd) -> None:
+    async def _drive(self, fleet: Fleet | ShardedFleet, hes: HeadEnd) -> None:
         scenario, clock = self.scenario, self.clock
         connect_budget = max(CONNECT_WALL_S_MIN, CONNECT_WALL_S_PER_METER * len(self.meters))
         try:
@@ -419,7 +483,7 @@ class ScenarioRun:
                             finished=self.command_tally.finished)  # fmt: skip
         await hes.drained()
 
-    def _progress_text(self, fleet: Fleet, hes: HeadEnd) -> str:
+    def _progress_text(self, fleet: Fleet | ShardedFleet, hes: HeadEnd) -> str:
         total = len(self.meters)
         if not self.clock.running:
             return f"connecting meters {fleet.connected}/{total}"

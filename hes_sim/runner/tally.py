@@ -46,7 +46,7 @@ class RunTally:
                 self.produced_by[meter_id] += 1
             case PushSent():
                 self.pushes_sent += 1
-            case ReadStored() | ReadDuplicate() | MeterEventReceived():
+            case ReadStored(recovered=False) | ReadDuplicate() | MeterEventReceived():
                 self.pushes_processed += 1
             case DecodeFailed(meter_id=meter_id) if meter_id is not None:
                 self.pushes_processed += 1

@@ -15,6 +15,7 @@ from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.network import SimulatedNetwork
 from hes_sim.runner.network_tally import NetworkTally
+from hes_sim.runner.shards.fleet import ShardedFleet
 from hes_sim.scenario.model import (
     BrokerRestart,
     CellOutage,
@@ -41,7 +42,7 @@ class Timeline:
         events: list[TimelineEvent],
         register: list[MeterInfo],
         *,
-        fleet: Fleet,
+        fleet: Fleet | ShardedFleet,
         network: SimulatedNetwork | None,
         broker: PrivateMosquitto | None,
         tally: NetworkTally,

@@ -53,6 +53,8 @@ class Figure(StrEnum):
     EXPORT_PENDING = "export_pending"
     EXPORT_LAG_MAX = "export_lag_max"
     EXPORT_APPLIED_TWICE = "export_applied_twice"  # at the run's own endpoint: must be 0
+    EXPORT_BILLS_PENDING = "export_bills_pending"  # monthly bill records not yet delivered
+    EXPORT_BILLS_EXPORTED = "export_bills_exported"
 
 
 class SlaCheck(Strict):

@@ -40,12 +40,14 @@ class RechargeRush(Strict):
     spread: SimSeconds = 600.0
 
 
+READS_ONLY_SINKS = frozenset({"csv", "cim"})  # fixed read columns / MeterReadings
+DEFAULT_TARIFF = Path("../tariffs/up-lmv1-domestic-urban.yaml")  # from the scenario's folder
 DEFAULT_SANCTIONED_KW = {"single_phase": 2, "three_phase": 5, "lt_ct": 25, "ht_ct": 200}
 
 
 class PrepaidSpec(Strict):
     tariff: Path = Field(
-        default=Path("../tariffs/up-lmv1-domestic-urban.yaml"),
+        default=DEFAULT_TARIFF,
         description="tariff file; a relative path is taken from the scenario file's folder",
     )
     policy: DisconnectionPolicy = DisconnectionPolicy()
@@ -76,9 +78,27 @@ class ExportSpec(Strict):
     endpoint_outages: list[EndpointOutage] = Field(
         default_factory=list, description="the run's own endpoint goes down (webhook, no url)"
     )
+    bills: bool | None = Field(
+        default=None,
+        description="monthly bill records beside the reads; default: yes for webhook and "
+        "jsonl (csv and cim carry interval reads only)",
+    )
+    bill_delay: SimSeconds = Field(
+        default=3600.0, ge=0, description="after a month closes, before it is billed"
+    )
+    tariff: Path | None = Field(
+        default=None,
+        description="the bills' tariff; default: the prepaid section's, else UP LMV-1",
+    )
 
     @model_validator(mode="after")
     def _outages_need_our_endpoint(self) -> ExportSpec:
         if self.endpoint_outages and (self.sink != "webhook" or self.url is not None):
             raise ValueError("endpoint_outages need sink: webhook and no url")
+        if self.bills and self.sink in READS_ONLY_SINKS:
+            raise ValueError(f"bills: the {self.sink} sink carries interval reads only")
         return self
+
+    @property
+    def with_bills(self) -> bool:
+        return self.bills if self.bills is not None else self.sink not in READS_ONLY_SINKS

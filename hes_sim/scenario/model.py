@@ -24,6 +24,7 @@ from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.scenario.base import Figure, SimSeconds, SlaCheck, Strict
 from hes_sim.scenario.billing import (
     DEFAULT_SANCTIONED_KW,
+    DEFAULT_TARIFF,
     EndpointOutage,
     ExportSpec,
     PrepaidSpec,
@@ -87,6 +88,10 @@ class GridModel(Strict):
         return GridSpec(self.feeders, self.dts_per_feeder, self.technical_loss)
 
 
+# a process holds at most 20,000 sockets here; the rest is headroom for its other files
+METERS_PER_FLEET_PROCESS = 15_000
+
+
 class FleetSpec(Strict):
     """Consumer meters by kind (DT and feeder meters come from ``grid``)."""
 
@@ -94,6 +99,25 @@ class FleetSpec(Strict):
     three_phase: int = Field(default=0, ge=0)
     lt_ct: int = Field(default=0, ge=0)
     ht_ct: int = Field(default=0, ge=0)
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="fleet processes, meters assigned by id; default: the run's own process "
+        f"up to {METERS_PER_FLEET_PROCESS:,} meters, else one per {METERS_PER_FLEET_PROCESS:,}",
+    )
+
+    transport: Literal["aiomqtt", "lean"] = Field(
+        default="aiomqtt",
+        description="the meters' MQTT client: aiomqtt, or lean (a bare protocol per meter, "
+        "about 3 KiB and no idle CPU a link; for large fleets)",
+    )
+
+    @property
+    def process_count(self) -> int:
+        """Fleet processes to start (1: the meters run in the run's own process)."""
+        if self.processes is not None:
+            return self.processes
+        return max(1, -(-self.consumers // METERS_PER_FLEET_PROCESS))
 
     @model_validator(mode="after")
     def _not_empty(self) -> FleetSpec:
@@ -188,6 +212,13 @@ class Scenario(Strict):
     duration: SimSeconds = Field(gt=0)
     interval: Literal[900, 1800] = 900
     fleet: FleetSpec
+    brokers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="private mosquitto instances the run starts, meters assigned by id "
+        "(one holds about 19,990 connections here); unused with --broker",
+    )
     grid: GridModel | None = None
     push: PushSpec = PushSpec()
     network: NetworkSpec = NetworkSpec()
@@ -242,6 +273,15 @@ class Scenario(Strict):
                 raise ValueError(f"commands.{index}.same_as must name an earlier event")
             if event.at > self.duration:
                 raise ValueError(f"commands.{index}.at is after the end of the run")
+        if self.brokers > 1 and self.network.radio:
+            raise ValueError(
+                "brokers: the 4G proxy leads to one broker; several need network.radio: false"
+            )
+        if self.fleet.process_count > 1 and self.network.radio:
+            raise ValueError(
+                "fleet.processes: the 4G model runs in the run's own process; a fleet over "
+                "several processes needs network.radio: false (or fleet.processes: 1)"
+            )
         for index, happening in enumerate(self.timeline):
             if happening.at > self.duration:
                 raise ValueError(f"timeline.{index}.at is after the end of the run")
@@ -255,14 +295,30 @@ class Scenario(Strict):
         return self
 
 
+# the shipped UP LMV-1 tariff, for monthly bills of a scenario that names none
+SHIPPED_TARIFF = Path(__file__).resolve().parents[2] / "config" / "tariffs" / DEFAULT_TARIFF.name
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file; every problem names its field."""
     scenario = load_yaml_model(path, Scenario, "scenario")
-    if scenario.prepaid is not None:
-        tariff = scenario.prepaid.tariff
+
+    def resolved(tariff: Path) -> Path:
         if not tariff.is_absolute():
             tariff = (path.parent / tariff).resolve()
         load_tariff(tariff)  # a bad tariff fails here, naming its file and field
-        prepaid = scenario.prepaid.model_copy(update={"tariff": tariff})
+        return tariff
+
+    if scenario.prepaid is not None:
+        prepaid = scenario.prepaid.model_copy(update={"tariff": resolved(scenario.prepaid.tariff)})
         scenario = scenario.model_copy(update={"prepaid": prepaid})
+    if scenario.export is not None and scenario.export.with_bills:
+        tariff = scenario.export.tariff
+        if tariff is None and scenario.prepaid is not None:
+            tariff = scenario.prepaid.tariff
+        if tariff is None:  # beside the shipped scenarios, else the project's own copy
+            nearby = path.parent / DEFAULT_TARIFF
+            tariff = nearby if nearby.is_file() else SHIPPED_TARIFF
+        export = scenario.export.model_copy(update={"tariff": resolved(tariff)})
+        scenario = scenario.model_copy(update={"export": export})
     return scenario

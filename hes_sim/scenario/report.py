@@ -88,6 +88,10 @@ class ExportReport(BaseModel):
     applied_twice: int | None  # ... and applied more than once (must stay 0)
     redelivered: int | None  # ... received again after being applied (accepted, ignored)
     meters_incomplete: int  # reconciliation: meters whose reads are not all exported
+    incomplete_meter_ids: list[str] = []  # the first of them (reconciliation_file: all meters)
+    reconciliation_file: str | None = None  # per meter: produced, stored, enqueued, exported
+    bills_enqueued: int = 0  # monthly bill records put in the outbox
+    bills_exported: int = 0
 
 
 class SlaResult(BaseModel):
@@ -189,6 +193,10 @@ class Report(BaseModel):
             Figure.EXPORT_PENDING: None if out is None else float(out.pending),
             Figure.EXPORT_LAG_MAX: None if out is None else out.lag_seconds.max,
             Figure.EXPORT_APPLIED_TWICE: twice,
+            Figure.EXPORT_BILLS_EXPORTED: None if out is None else float(out.bills_exported),
+            Figure.EXPORT_BILLS_PENDING: (
+                None if out is None else float(out.bills_enqueued - out.bills_exported)
+            ),
         }
         return figures[figure]
 
@@ -259,8 +267,13 @@ class Report(BaseModel):
                 f"(completeness {e.completeness:.4f}), {e.pending} pending, {e.parked} parked, "
                 f"{e.failed_attempts} failed attempts; lag (sim s) p50 {e.lag_seconds.p50} "
                 f"max {e.lag_seconds.max}; at the sink {e.applied_at_sink} applied, "
-                f"{e.applied_twice} twice, {e.redelivered} redelivered"
+                f"{e.applied_twice} twice, {e.redelivered} redelivered; monthly bills "
+                f"{e.bills_exported}/{e.bills_enqueued} exported"
             )
+            if e.meters_incomplete:
+                shown = ", ".join(e.incomplete_meter_ids[:10])
+                lines.append(f"  {e.meters_incomplete} meters not fully exported: {shown}"
+                             f" (per meter: {e.reconciliation_file})")  # fmt: skip
         if self.prepaid is not None:
             p, light = self.prepaid, self.prepaid.recharge_to_light_seconds
             lines.append(

@@ -516,6 +516,9 @@ async def test_an_account_and_a_recharge_through_the_api(
     assert shown.status_code == 200
     assert shown.json()["state"] == "disconnected"
     assert [step["state"] for step in shown.json()["history"]] == ["postpaid", "disconnected"]
+    assert [(a["threshold"], a["level"], a["balance"]) for a in shown.json()["alerts"]] == [
+        ("0.30", "60.00", "58.10")
+    ]
     assert paid.status_code == 201
     assert paid.json()["reconnect_command"] == "cmd-on-1"
     assert ("recharge", ("SP0000002", Decimal("200.00"), "UPI-77")) in ops.calls

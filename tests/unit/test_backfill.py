@@ -1,12 +1,11 @@
-"""The backfill scanner against a real store and a fake dispatcher: who is asked, how
-often, and what it counts."""
+"""The backfill scanner against a real store (SQLite and PostgreSQL) and a fake
+dispatcher: who is asked, how often, and what it counts."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +23,8 @@ from hes_sim.hes.commands.lifecycle import Command, CommandType, FailureReason, 
 from hes_sim.hes.gaps import Window
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.protocols.topics import MeterState
 
@@ -80,7 +80,7 @@ class FakeDispatcher:
 
 @dataclass
 class Rig:
-    store: SqliteStore
+    store: SqlStore
     dispatcher: FakeDispatcher
     presence: MeterPresence
     clock: StepClock
@@ -113,12 +113,12 @@ def read(meter_id: str, interval_end: float) -> ReadRecord:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(store_location: str) -> AsyncIterator[Rig]:
     clock = StepClock(NOW)
     bus = EventBus()
     events: list[Event] = []
     bus.subscribe(events.append)
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+    async with open_store(store_location) as store:
         yield Rig(store, FakeDispatcher(), MeterPresence(clock), clock, bus, events, [])
 
 

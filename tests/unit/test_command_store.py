@@ -1,6 +1,7 @@
+"""Commands and their audit trail in the store (each test on SQLite and PostgreSQL)."""
+
 import random
 from functools import partial
-from pathlib import Path
 
 from hes_sim.hes.commands import store as commands
 from hes_sim.hes.commands.lifecycle import (
@@ -10,7 +11,7 @@ from hes_sim.hes.commands.lifecycle import (
     FailureReason,
     RetryPolicy,
 )
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store_factory import open_store
 
 
 def command(key: str, kind: CommandType = CommandType.RECONNECT, meter: str = "SP1") -> Command:
@@ -18,15 +19,14 @@ def command(key: str, kind: CommandType = CommandType.RECONNECT, meter: str = "S
                    parameters={"why": "recharge"})  # fmt: skip
 
 
-async def test_commands_and_their_audit_trail_survive_a_reopen(tmp_path: Path):
-    path = tmp_path / "hes.sqlite"
-    async with SqliteStore(path) as store:
+async def test_commands_and_their_audit_trail_survive_a_reopen(store_location: str):
+    async with open_store(store_location) as store:
         c = await store.run_sql(partial(commands.insert, command=command("a")))
         c.queue(11)
         c.send(12)
         c.fail(13, FailureReason.TIMEOUT, RetryPolicy(), random.Random(1), "no answer")
         await store.run_sql(partial(commands.save, command=c))
-    async with SqliteStore(path) as store:  # a restarted head-end
+    async with open_store(store_location) as store:  # a restarted head-end
         again = await store.run_sql(partial(commands.load, command_id="cmd-a"))
     assert again is not None
     assert again.state is CommandState.QUEUED
@@ -38,8 +38,8 @@ async def test_commands_and_their_audit_trail_survive_a_reopen(tmp_path: Path):
     assert again.next_attempt_at == c.next_attempt_at
 
 
-async def test_the_same_idempotency_key_gives_the_first_command(tmp_path: Path):
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+async def test_the_same_idempotency_key_gives_the_first_command(store_location: str):
+    async with open_store(store_location) as store:
         first = await store.run_sql(partial(commands.insert, command=command("k")))
         second = Command("cmd-other", "SP1", CommandType.RECONNECT, "k", 20.0, 6000.0)
         returned = await store.run_sql(partial(commands.insert, command=second))
@@ -47,8 +47,8 @@ async def test_the_same_idempotency_key_gives_the_first_command(tmp_path: Path):
         assert await store.run_sql(partial(commands.load, command_id="cmd-other")) is None
 
 
-async def test_open_commands_by_priority_and_terminal_ones_left_out(tmp_path: Path):
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+async def test_open_commands_by_priority_and_terminal_ones_left_out(store_location: str):
+    async with open_store(store_location) as store:
         read = command("r", CommandType.READ_PROFILE)
         reconnect = command("c", CommandType.RECONNECT)
         done = command("d", CommandType.DISCONNECT)
@@ -63,9 +63,8 @@ async def test_open_commands_by_priority_and_terminal_ones_left_out(tmp_path: Pa
     assert [c.command_id for c in pending] == ["cmd-c", "cmd-r"]
 
 
-async def test_a_result_is_saved_and_loaded_with_the_command(tmp_path: Path):
-    path = tmp_path / "hes.sqlite"
-    async with SqliteStore(path) as store:
+async def test_a_result_is_saved_and_loaded_with_the_command(store_location: str):
+    async with open_store(store_location) as store:
         c = await store.run_sql(
             partial(commands.insert, command=command("res", CommandType.READ_INSTANTANEOUS))
         )
@@ -76,15 +75,15 @@ async def test_a_result_is_saved_and_loaded_with_the_command(tmp_path: Path):
         c.acknowledge(13, "10 values read")
         c.confirm(13)
         await store.run_sql(partial(commands.save, command=c))
-    async with SqliteStore(path) as store:
+    async with open_store(store_location) as store:
         again = await store.run_sql(partial(commands.load, command_id="cmd-res"))
     assert again is not None
     assert again.result == {"voltage_v": 231.4, "energy_import_wh": 12345, "meter_time": 1.5e9}
     assert again.state is CommandState.CONFIRMED
 
 
-async def test_open_commands_hold_every_open_state(tmp_path: Path):
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+async def test_open_commands_hold_every_open_state(store_location: str):
+    async with open_store(store_location) as store:
         made = [command(key, meter=f"SP{key}") for key in "1234"]
         for c in made:
             await store.run_sql(partial(commands.insert, command=c))

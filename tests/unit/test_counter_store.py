@@ -1,14 +1,13 @@
 """A restarted head-end keeps its DLMS invocation counter rising, so meters accept it."""
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from hes_sim.hes.counter_store import BLOCK, PersistentCounter
 from hes_sim.hes.dlms_client import AssociationError
 from hes_sim.hes.meter_sessions import MeterSessions
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
@@ -41,15 +40,15 @@ async def read_relay(sessions: MeterSessions) -> bool:
         return (await meter.get(RELAY_STATE)).value is True
 
 
-async def test_a_restarted_head_end_is_accepted(tmp_path: Path):
+async def test_a_restarted_head_end_is_accepted(store_location: str):
     server = meter_server()
     for _life in range(3):  # three head-end lives over the same store and the same meter
-        async with SqliteStore(tmp_path / "hes.sqlite") as store:
+        async with open_store(store_location) as store:
             counter = PersistentCounter(store)
             await counter.load()
             assert await read_relay(MeterSessions(exchange_with(server), KEYRING, counter))
     assert server.refused == 0
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+    async with open_store(store_location) as store:
         counter = PersistentCounter(store)
         await counter.load()
         assert counter.counter.value >= 3 * BLOCK  # each life started beyond the last reserve

@@ -1,8 +1,7 @@
-"""The operator desk over a real SQLite store: filters, detail, silence, relay states."""
+"""The operator desk over a real store (SQLite and PostgreSQL): filters, detail, silence,
+relay states."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from hes_sim.hes.operations import (
 )
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.records import ReadRecord
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.protocols.topics import MeterState
 
 DAY = 86_400.0
@@ -49,10 +48,10 @@ def read(meter_id: str, end: int) -> ReadRecord:
 
 
 @pytest.fixture
-async def desk(tmp_path: Path):
+async def desk(store_location: str):
     clock = ManualClock(10 * DAY)
     bus = EventBus()
-    async with SqliteStore(tmp_path / "hes.sqlite") as store:
+    async with open_store(store_location) as store:
         await store.run_sql(lambda db: inventory.register(db, REGISTER))
         presence = MeterPresence(clock)
         dispatcher = FakeDispatcher()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hes_sim.clock import ManualClock, SimClock
-from hes_sim.events import Event, EventBus, MeterEventReceived, ReadsRecovered
+from hes_sim.events import Event, EventBus, MeterEventReceived, ReadsRecovered, ReadStored
 from hes_sim.hes.commands import store as rows
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import (
@@ -207,6 +207,11 @@ async def test_read_profile_stores_what_is_missing_once(real: tuple[Rig, Meters]
         for k in range(3, 9)
     ]
     assert [dataclasses.replace(s, received_at=0.0) for s in stored] == expected
+    # each new read is announced once, as recovered: prepaid charges it, export carries it
+    announced = [e for e in r.events if isinstance(e, ReadStored)]
+    assert [(e.interval_end, e.wh_import, e.recovered) for e in announced] == [
+        (read.interval_end, read.wh_import, True) for read in expected
+    ]
 
 
 async def test_push_setup_sets_and_reads_back(real: tuple[Rig, Meters]):

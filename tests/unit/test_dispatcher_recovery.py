@@ -1,18 +1,16 @@
 """The dispatcher through a crash and a failing store: a command stored but never queued
 still runs after a restart, a store that fails writes for a while stops nothing (and a
 meter is not asked before the store knows), and a submit during the scheduler's scan is
-not left waiting for its next idle wake."""
+not left waiting for its next idle wake. Each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 from hes_sim.clock import ManualClock, SimClock
@@ -22,7 +20,8 @@ from hes_sim.hes.commands import store as rows
 from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import Command, CommandState, CommandType
 from hes_sim.hes.presence import MeterPresence
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.sql import Connection
+from hes_sim.hes.store_factory import open_store
 from hes_sim.protocols.axdr import Data, Tag
 from hes_sim.protocols.topics import MeterState
 from hes_sim.protocols.xdlms import ActionResponse, DataAccessResult, Reference
@@ -61,12 +60,12 @@ class Relay:
             return Data(Tag.BOOLEAN, self.relay.closed.get(self.meter_id, True))
 
 
-class FlakyStore(SqliteStore):
+class FlakyStore:
     """A store whose command writes fail while ``broken`` (a full disk), and whose writes
     of one command can be held; every write, done or failed, is signalled."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, location: str) -> None:
+        self.inner = open_store(location)
         self.broken = False
         self.writes = 0
         self.failed = 0
@@ -74,7 +73,14 @@ class FlakyStore(SqliteStore):
         self.held: dict[str, asyncio.Event] = {}  # command id -> released when set
         self.holding = asyncio.Event()
 
-    async def run_sql(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def __aenter__(self) -> FlakyStore:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.inner.__aexit__(*exc_info)
+
+    async def run_sql(self, work: Callable[[Connection], T]) -> T:
         if isinstance(work, partial) and work.func in (rows.insert, rows.save):
             command: Command = work.keywords["command"]
             if command.command_id in self.held:
@@ -87,7 +93,7 @@ class FlakyStore(SqliteStore):
                 self.changed.set()
                 raise StoreError("store query failed: database or disk is full")
         try:
-            return await super().run_sql(work)
+            return await self.inner.run_sql(work)
         finally:
             self.changed.set()
 
@@ -107,7 +113,7 @@ class FlakyStore(SqliteStore):
                 await self.changed.wait()
 
     async def stored(self, command_id: str) -> Command:
-        found = await super().run_sql(partial(rows.load, command_id=command_id))
+        found = await self.inner.run_sql(partial(rows.load, command_id=command_id))
         assert found is not None
         return found
 
@@ -133,8 +139,8 @@ async def wait(d: CommandDispatcher, command: Command) -> Command:
 # ---------------------------------------------------------------- stored, never queued
 
 
-async def test_a_command_is_stored_queued_in_one_write(tmp_path: Path):
-    async with FlakyStore(tmp_path / "hes.sqlite") as store, dispatcher(store, Relay()) as d:
+async def test_a_command_is_stored_queued_in_one_write(store_location: str):
+    async with FlakyStore(store_location) as store, dispatcher(store, Relay()) as d:
         command = await d.submit("SP9", CommandType.DISCONNECT)  # offline: stays queued
         assert store.writes == 1  # no window in which it is stored but not queued
         stored = await store.stored(command.command_id)
@@ -142,9 +148,9 @@ async def test_a_command_is_stored_queued_in_one_write(tmp_path: Path):
     assert [t.state for t in stored.history] == [S.CREATED, S.QUEUED]
 
 
-async def test_a_command_a_crash_left_created_runs_after_the_restart(tmp_path: Path):
+async def test_a_command_a_crash_left_created_runs_after_the_restart(store_location: str):
     relay = Relay()
-    async with FlakyStore(tmp_path / "hes.sqlite") as store:
+    async with FlakyStore(store_location) as store:
         now = time.time()
         left = Command("c-created", "SP1", CommandType.DISCONNECT, "k-created", now, now + 3600)
         await store.run_sql(partial(rows.insert, command=left))  # the queueing never came
@@ -160,10 +166,10 @@ async def test_a_command_a_crash_left_created_runs_after_the_restart(tmp_path: P
 # ---------------------------------------------------------------- a store failing for a while
 
 
-async def test_writes_failing_mid_command_stop_nothing_and_are_caught_up(tmp_path: Path):
+async def test_writes_failing_mid_command_stop_nothing_and_are_caught_up(store_location: str):
     relay = Relay()
     relay.gate.clear()
-    async with FlakyStore(tmp_path / "hes.sqlite") as store, dispatcher(store, relay) as d:
+    async with FlakyStore(store_location) as store, dispatcher(store, relay) as d:
         first = await d.submit("SP1", CommandType.DISCONNECT)
         async with asyncio.timeout(5):
             await relay.asked.wait()  # "sent" is stored; the meter is switching
@@ -182,9 +188,9 @@ async def test_writes_failing_mid_command_stop_nothing_and_are_caught_up(tmp_pat
     assert relay.actions == 2
 
 
-async def test_a_meter_is_not_asked_before_the_store_knows(tmp_path: Path):
+async def test_a_meter_is_not_asked_before_the_store_knows(store_location: str):
     relay = Relay()
-    async with FlakyStore(tmp_path / "hes.sqlite") as store, dispatcher(store, relay) as d:
+    async with FlakyStore(store_location) as store, dispatcher(store, relay) as d:
         command = await d.submit("SP1", CommandType.DISCONNECT)
         store.broken = True  # from the first write after the submit: "sent"
         await store.until(lambda: store.failed >= 3)  # sent, then retried in the schedule
@@ -201,9 +207,9 @@ async def test_a_meter_is_not_asked_before_the_store_knows(tmp_path: Path):
 # ---------------------------------------------------------------- wake-ups
 
 
-async def test_a_submit_during_the_scan_is_not_left_to_the_idle_wake(tmp_path: Path):
+async def test_a_submit_during_the_scan_is_not_left_to_the_idle_wake(store_location: str):
     relay = Relay()
-    async with FlakyStore(tmp_path / "hes.sqlite") as store:
+    async with FlakyStore(store_location) as store:
         # a command past its deadline: the scheduler's first scan expires it and awaits
         # the store to write that, which the test holds
         now = time.time()

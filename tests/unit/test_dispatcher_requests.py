@@ -1,5 +1,5 @@
 """What the dispatcher takes and gives back: deadlines it can keep, an idempotency key that
-names one request, and every waiter of a command told its end."""
+names one request, and every waiter of a command told its end (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,8 @@ from hes_sim.hes.commands.dispatcher import CommandDispatcher
 from hes_sim.hes.commands.lifecycle import CommandState, CommandType
 from hes_sim.hes.operations import IdempotencyConflictError, InvalidRequestError
 from hes_sim.hes.presence import MeterPresence
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.protocols.axdr import Data, Tag
 from hes_sim.protocols.topics import MeterState
 from hes_sim.protocols.xdlms import ActionResponse, DataAccessResult, Reference
@@ -50,28 +50,28 @@ class HeldRelay:
 
 @contextlib.asynccontextmanager
 async def dispatcher(
-    tmp_path: Path, relay: HeldRelay
-) -> AsyncIterator[tuple[CommandDispatcher, SqliteStore]]:
+    location: str, relay: HeldRelay
+) -> AsyncIterator[tuple[CommandDispatcher, SqlStore]]:
     clock = SimClock(NOW, time_scale=10_000)
     clock.start()
     presence = MeterPresence(ManualClock())
     presence.update("SP1", MeterState.ONLINE)
     async with (
-        SqliteStore(tmp_path / "hes.sqlite") as store,
+        open_store(location) as store,
         CommandDispatcher(store, relay, presence, clock, EventBus()) as running,  # type: ignore[arg-type]
     ):
         yield running, store
 
 
-async def count(store: SqliteStore) -> int:
+async def count(store: SqlStore) -> int:
     (n,) = await store.run_sql(lambda db: db.execute("SELECT count(*) FROM commands").fetchone())
     return int(n)
 
 
 @pytest.mark.parametrize("deadline_s", [0.0, -5.0, float("inf"), float("nan"), 1e300,
                                         30 * 86_400 + 1])  # fmt: skip
-async def test_a_deadline_it_cannot_keep_is_refused_before_storing(tmp_path: Path, deadline_s):
-    async with dispatcher(tmp_path, HeldRelay()) as (d, store):
+async def test_a_deadline_it_cannot_keep_is_refused_before_storing(store_location: str, deadline_s):
+    async with dispatcher(store_location, HeldRelay()) as (d, store):
         with pytest.raises(InvalidRequestError, match="deadline_s"):
             await d.submit("SP9", CommandType.RECONNECT, deadline_s=deadline_s)
         assert await count(store) == 0
@@ -79,8 +79,8 @@ async def test_a_deadline_it_cannot_keep_is_refused_before_storing(tmp_path: Pat
     assert month.deadline == month.created_at + 30 * 86_400
 
 
-async def test_a_key_names_one_request(tmp_path: Path):
-    async with dispatcher(tmp_path, HeldRelay()) as (d, store):
+async def test_a_key_names_one_request(store_location: str):
+    async with dispatcher(store_location, HeldRelay()) as (d, store):
         first = await d.submit(
             "SP9", CommandType.READ_PROFILE, idempotency_key="k", parameters=WINDOW
         )
@@ -100,9 +100,9 @@ async def test_a_key_names_one_request(tmp_path: Path):
         assert await count(store) == 1
 
 
-async def test_a_cancelled_waiter_leaves_the_others_waiting(tmp_path: Path):
+async def test_a_cancelled_waiter_leaves_the_others_waiting(store_location: str):
     relay = HeldRelay()
-    async with dispatcher(tmp_path, relay) as (d, _store):
+    async with dispatcher(store_location, relay) as (d, _store):
         command = await d.submit("SP1", CommandType.DISCONNECT)
         impatient = asyncio.create_task(d.wait(command.command_id))
         patient = asyncio.create_task(d.wait(command.command_id))

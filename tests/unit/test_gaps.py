@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
-from collections.abc import Iterator
+from functools import partial
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hes_sim.hes.gaps import Gap, Window, completeness, find_gaps, incomplete_meters
-from hes_sim.hes.store import SCHEMA
+from hes_sim.hes.records import ReadRecord
+from hes_sim.hes.store import SqlStore
 
 H = 900  # a 15-minute interval
 T0 = 1_800_000_000  # on the grid: T0 % 900 == 0
@@ -102,33 +101,25 @@ def test_the_gaps_are_exactly_the_expected_minus_the_stored(missing: set[int], c
 # ------------------------------------------------------------------ the queries
 
 
-@pytest.fixture
-def db() -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(":memory:")
-    connection.executescript(SCHEMA)
-    yield connection
-    connection.close()
+async def store(db: SqlStore, meter_id: str, interval_ends: list[int]) -> None:
+    reads = [ReadRecord(meter_id, end, "sp", 230, 1, 10, 0, 11, 0, {}, 0) for end in interval_ends]
+    await db.add_reads(reads, 0)
 
 
-def store(db: sqlite3.Connection, meter_id: str, interval_ends: list[int]) -> None:
-    db.executemany(
-        "INSERT INTO block_load_reads VALUES (?, ?, 'sp', 230, 1, 10, 0, 11, 0, '{}', 0, 0, 0)",
-        [(meter_id, end) for end in interval_ends],
-    )
+async def test_incomplete_meters_returns_the_stored_ends_of_meters_missing_some(any_store):
+    await store(any_store, "A", ends(1, 2, 3, 4))  # complete
+    await store(any_store, "B", ends(1, 3, 9))  # misses 2 and 4; 9 is outside the window
+    await store(any_store, "C", ends(2))  # not asked about
+    query = partial(incomplete_meters, meter_ids=["A", "B", "D"], window=window(4))
+    assert await any_store.run_sql(query) == {"B": ends(1, 3), "D": []}
 
 
-def test_incomplete_meters_returns_the_stored_ends_of_meters_missing_some(db):
-    store(db, "A", ends(1, 2, 3, 4))  # complete
-    store(db, "B", ends(1, 3, 9))  # misses 2 and 4; 9 is outside the window
-    store(db, "C", ends(2))  # not asked about
-    found = incomplete_meters(db, ["A", "B", "D"], window(4))
-    assert found == {"B": ends(1, 3), "D": []}
-
-
-def test_completeness_counts_reads_on_the_grid_inside_the_window(db):
-    store(db, "A", ends(1, 2, 3, 4))
-    store(db, "B", [*ends(1, 3), T0 + H + 7])
-    figure = completeness(db, ["A", "B", "C"], window(4))
+async def test_completeness_counts_reads_on_the_grid_inside_the_window(any_store):
+    await store(any_store, "A", ends(1, 2, 3, 4))
+    await store(any_store, "B", [*ends(1, 3), T0 + H + 7])
+    query = partial(completeness, meter_ids=["A", "B", "C"], window=window(4))
+    figure = await any_store.run_sql(query)
     assert (figure.stored, figure.expected) == (6, 12)
     assert figure.ratio == 0.5
-    assert completeness(db, [], window(4)).ratio == 1.0
+    empty = await any_store.run_sql(partial(completeness, meter_ids=[], window=window(4)))
+    assert empty.ratio == 1.0

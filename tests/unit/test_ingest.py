@@ -1,8 +1,8 @@
-"""Ingest logic over a real SQLite store; the wire is covered by the integration tests."""
+"""Ingest logic over a real store (SQLite and PostgreSQL); the wire is covered by the
+integration tests."""
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +10,7 @@ from hes_sim.clock import ManualClock
 from hes_sim.errors import StoreError
 from hes_sim.events import DecodeFailed, Event, EventBus, ReadDuplicate, ReadStored
 from hes_sim.hes.ingest import InboundPush, Ingest
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.protocols import frame, push
 
@@ -23,9 +23,8 @@ def push_frame(meter: VirtualMeter, end: float) -> bytes:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    async with SqliteStore(tmp_path / "reads.sqlite") as opened:
-        yield opened
+def store(any_store: SqlStore) -> SqlStore:
+    return any_store
 
 
 def recorder(bus: EventBus) -> list[Event]:
@@ -34,7 +33,7 @@ def recorder(bus: EventBus) -> list[Event]:
     return events
 
 
-async def test_stores_once_and_counts_duplicates(store: SqliteStore):
+async def test_stores_once_and_counts_duplicates(store: SqlStore):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
     ingest = Ingest(store, clock, bus)
@@ -57,7 +56,7 @@ async def test_stores_once_and_counts_duplicates(store: SqliteStore):
 
 
 async def test_bad_pushes_are_counted_by_reason_and_the_good_one_still_stored(
-    store: SqliteStore,
+    store: SqlStore,
 ):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
@@ -82,7 +81,7 @@ async def test_bad_pushes_are_counted_by_reason_and_the_good_one_still_stored(
 class FlakyStore:
     """Fails the first writes, as a locked or full disk would, then recovers."""
 
-    def __init__(self, inner: SqliteStore, failures: int) -> None:
+    def __init__(self, inner: SqlStore, failures: int) -> None:
         self.inner = inner
         self.failures = failures
 
@@ -93,7 +92,7 @@ class FlakyStore:
         return await self.inner.add_reads(reads, stored_at)
 
 
-async def test_a_failing_store_is_retried_and_nothing_is_lost(store: SqliteStore):
+async def test_a_failing_store_is_retried_and_nothing_is_lost(store: SqlStore):
     clock, bus = ManualClock(END + 30), EventBus()
     events = recorder(bus)
     flaky = FlakyStore(store, failures=2)

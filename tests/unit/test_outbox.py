@@ -1,13 +1,13 @@
-"""The export outbox in the store, and the exporter draining it (with a sink in memory)."""
+"""The export outbox in the store, and the exporter draining it (with a sink in memory);
+each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +16,12 @@ from hes_sim.errors import StoreError
 from hes_sim.events import Event, EventBus, ExportDelivered, ExportFailed
 from hes_sim.hes.export import outbox
 from hes_sim.hes.export.exporter import Exporter
-from hes_sim.hes.export.outbox import OUTBOX_SCHEMA, ExportRecord, Failure, Settlement
+from hes_sim.hes.export.outbox import ExportRecord, Failure, Settlement
 from hes_sim.hes.export.policy import ExportSettings, retry_delay
 from hes_sim.hes.export.reconcile import reconcile
 from hes_sim.hes.export.sinks import DeliveryResult
 from hes_sim.hes.records import ReadRecord
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
 
 T0 = 1_800_000_000
 
@@ -36,13 +36,11 @@ def read(meter_id: str, k: int) -> ReadRecord:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "hes.sqlite") as s:
-        await s.run_sql(lambda db: db.executescript(OUTBOX_SCHEMA))
-        yield s
+def store(any_store: SqlStore) -> SqlStore:
+    return any_store
 
 
-async def test_a_record_enqueued_twice_is_stored_once(store: SqliteStore):
+async def test_a_record_enqueued_twice_is_stored_once(store: SqlStore):
     first = await store.run_sql(partial(outbox.enqueue, records=[record("a"), record("b")]))
     again = await store.run_sql(
         partial(outbox.enqueue, records=[record("a", created_at=T0 + 99), record("c")])
@@ -55,19 +53,18 @@ async def test_a_record_enqueued_twice_is_stored_once(store: SqliteStore):
     assert a.payload == {"amount": 12.5, "key": "a"}
 
 
-async def test_enqueue_is_all_or_nothing(store: SqliteStore):
+async def test_enqueue_is_all_or_nothing(store: SqlStore):
     bad = ExportRecord("x", "monthly_bill", {"n": object()}, T0)  # not JSON
     with pytest.raises(TypeError):
         await store.run_sql(partial(outbox.enqueue, records=[record("ok"), bad]))
     assert (await store.run_sql(outbox.counts)).pending == 0
 
 
-async def test_reads_enqueued_in_the_transaction_that_stores_them(store: SqliteStore):
+async def test_reads_enqueued_in_the_transaction_that_stores_them(store: SqlStore):
     reads = [read("SP1", 1), read("SP1", 2)]
 
-    def store_reads(db, fail: bool) -> None:  # what the store's read insert will do
-        db.execute("BEGIN")
-        try:
+    def store_reads(db, fail: bool) -> None:  # what the store's read insert does
+        with db.transaction():
             db.executemany(
                 "INSERT INTO block_load_reads (meter_id, interval_end, layout, voltage_v,"
                 " current_a, wh_import, wh_export, vah_import, vah_export, registers,"
@@ -88,10 +85,6 @@ async def test_reads_enqueued_in_the_transaction_that_stores_them(store: SqliteS
             outbox.enqueue_reads(db, reads, created_at=T0 + 5000.0)
             if fail:
                 db.execute("SELECT no_such_function()")  # the store failing mid-transaction
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     with pytest.raises(StoreError):
         await store.run_sql(partial(store_reads, fail=True))
@@ -105,7 +98,7 @@ async def test_reads_enqueued_in_the_transaction_that_stores_them(store: SqliteS
     assert due[0].payload["interval_s"] == 900
 
 
-async def test_due_takes_the_longest_due_first_and_not_what_waits(store: SqliteStore):
+async def test_due_takes_the_longest_due_first_and_not_what_waits(store: SqlStore):
     await store.run_sql(
         partial(outbox.enqueue, records=[record(k, T0 + i) for i, k in enumerate("abcd")])
     )
@@ -130,7 +123,7 @@ async def test_due_takes_the_longest_due_first_and_not_what_waits(store: SqliteS
     assert (backlog.pending, backlog.next_due_at) == (4, T0 + 2)
 
 
-async def test_delivered_records_are_not_due_and_keep_their_first_delivery(store: SqliteStore):
+async def test_delivered_records_are_not_due_and_keep_their_first_delivery(store: SqlStore):
     await store.run_sql(partial(outbox.enqueue, records=[record("a"), record("b")]))
     assert await store.run_sql(partial(outbox.delivered, keys=["a"], at=T0 + 5)) == 1
     assert await store.run_sql(partial(outbox.delivered, keys=["a"], at=T0 + 9)) == 0
@@ -142,7 +135,7 @@ async def test_delivered_records_are_not_due_and_keep_their_first_delivery(store
     assert (counts.pending, counts.delivered, counts.failed_attempts) == (1, 1, 0)
 
 
-async def test_counts_for_metrics(store: SqliteStore):
+async def test_counts_for_metrics(store: SqlStore):
     await store.run_sql(
         partial(outbox.enqueue, records=[record(k, T0 + i * 10) for i, k in enumerate("abcde")])
     )
@@ -166,7 +159,7 @@ async def test_counts_for_metrics(store: SqliteStore):
     assert (await store.run_sql(outbox.counts)).parked == 0
 
 
-async def test_reconciliation_per_meter(store: SqliteStore):
+async def test_reconciliation_per_meter(store: SqlStore):
     reads = [read("SP1", k) for k in (1, 2, 3)] + [read("SP2", 1)]
     await store.add_reads(reads, stored_at=T0 + 5000.0)
     await store.run_sql(partial(outbox.enqueue_reads, reads=reads[:3], created_at=T0 + 5000.0))
@@ -237,7 +230,7 @@ def clock() -> SimClock:
     return SimClock(T0, time_scale=1000.0, wall_anchor=None)
 
 
-async def test_the_exporter_delivers_in_batches_and_wakes_on_notify(store: SqliteStore):
+async def test_the_exporter_delivers_in_batches_and_wakes_on_notify(store: SqlStore):
     bus, sink, sim = EventBus(), MemorySink(), clock()
     sim.start()
     events = Events(bus)
@@ -257,7 +250,7 @@ async def test_the_exporter_delivers_in_batches_and_wakes_on_notify(store: Sqlit
     assert "4 delivered, 0 pending" in figures.line()
 
 
-async def test_a_refused_record_is_parked_not_retried(store: SqliteStore):
+async def test_a_refused_record_is_parked_not_retried(store: SqlStore):
     bus, sink, sim = EventBus(), MemorySink(["refuse"]), clock()
     sim.start()
     events = Events(bus)
@@ -272,7 +265,7 @@ async def test_a_refused_record_is_parked_not_retried(store: SqliteStore):
     assert exporter.paused_until is None  # the sink answered: no reason to pause it
 
 
-async def test_a_sink_down_pauses_the_export_and_loses_nothing(store: SqliteStore):
+async def test_a_sink_down_pauses_the_export_and_loses_nothing(store: SqlStore):
     bus, sink, sim = EventBus(), MemorySink(["down", "down", "down"]), clock()
     sim.start()
     events = Events(bus)
@@ -294,7 +287,7 @@ async def test_a_sink_down_pauses_the_export_and_loses_nothing(store: SqliteStor
     assert (counts.delivered, counts.pending, counts.failed_attempts) == (2, 0, 3)
 
 
-async def test_a_sink_that_raises_is_a_retriable_failure(store: SqliteStore):
+async def test_a_sink_that_raises_is_a_retriable_failure(store: SqlStore):
     class Broken(MemorySink):
         async def deliver(self, records: Sequence[ExportRecord]) -> list[DeliveryResult]:
             await super().deliver(records)

@@ -119,3 +119,18 @@ def test_durations_parse_single_and_compound_units(text: str, seconds: float):
 def test_bad_durations_are_refused(text: str):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_monthly_bills_follow_the_sink_and_a_reads_only_sink_refuses_them(tmp_path: Path):
+    webhook = load_scenario(write(tmp_path, VALID + "export: {sink: webhook}\n"))
+    cim = load_scenario(write(tmp_path, VALID + "export: {sink: cim}\n"))
+    assert webhook.export is not None
+    assert webhook.export.with_bills
+    assert webhook.export.tariff is not None
+    assert webhook.export.tariff.is_file()
+    assert cim.export is not None
+    assert not cim.export.with_bills
+    with pytest.raises(ScenarioError, match=r"export\b.*cim sink carries interval reads only"):
+        load_scenario(write(tmp_path, VALID + "export: {sink: cim, bills: true}\n"))
+    with pytest.raises(ScenarioError, match=r"tariff"):
+        load_scenario(write(tmp_path, VALID + "export: {sink: jsonl, tariff: nowhere.yaml}\n"))

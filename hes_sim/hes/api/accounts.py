@@ -26,6 +26,13 @@ class AccountStepOut(_Schema):
     reason: str
 
 
+class AlertOut(_Schema):
+    threshold: Decimal = Field(description="share of the last recharge; 0: balance reached zero")
+    level: Decimal = Field(description="rupees")
+    balance: Decimal = Field(description="rupees, after the posting that crossed the level")
+    at: str
+
+
 class AccountOut(_Schema):
     meter_id: str
     consumer_id: str
@@ -35,6 +42,7 @@ class AccountOut(_Schema):
     supply_on: bool
     grace_until: str | None = Field(description="no prepaid disconnection before it")
     history: list[AccountStepOut]
+    alerts: list[AlertOut] = Field(description="low-balance alerts, oldest first")
 
     @classmethod
     def of(cls, view: AccountView, tz: tzinfo) -> AccountOut:
@@ -48,6 +56,8 @@ class AccountOut(_Schema):
             grace_until=iso_or_none(view.grace_until, tz),
             history=[AccountStepOut(state=s.state, at=iso(s.at, tz), reason=s.reason)
                      for s in view.history],
+            alerts=[AlertOut(threshold=a.threshold, level=a.level, balance=a.balance,
+                             at=iso(a.at, tz)) for a in view.alerts],
         )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ from hes_sim.hes.commands.scheduling import RELAY_COMMANDS, Slots
 from hes_sim.hes.meter_sessions import MeterSessions
 from hes_sim.hes.operations import IdempotencyConflictError, InvalidRequestError
 from hes_sim.hes.presence import MeterPresence
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
 
 __all__ = ["INDIA", "CommandDispatcher"]  # INDIA: the default zone, defined in lifecycle
 
@@ -70,7 +70,7 @@ S = CommandState
 class CommandDispatcher:
     def __init__(
         self,
-        store: SqliteStore,
+        store: SqlStore,
         sessions: MeterSessions,
         presence: MeterPresence,
         clock: SimClock,

@@ -17,7 +17,7 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 
 from hes_sim.clock import SimClock
-from hes_sim.events import EventBus, ReadsRecovered
+from hes_sim.events import EventBus, ReadsRecovered, ReadStored
 from hes_sim.hes import profile_read
 from hes_sim.hes.commands.lifecycle import Command, CommandType, FailureReason
 from hes_sim.hes.commands.parameters import (
@@ -132,8 +132,14 @@ async def read_profile(
     await attempt.checkpoint()
     # stored once by meter and interval: what was pushed already is left as it is
     # read back from the profile: not a push, so not in the delivery-delay figures
-    flags = await attempt.reads.add_reads(records, attempt.now(), recovered=True)
+    stored_at = attempt.now()
+    flags = await attempt.reads.add_reads(records, stored_at, recovered=True)
     new = sum(flags)
+    for record, fresh in zip(records, flags, strict=True):
+        if fresh:  # charged by prepaid and exported like any read; not a push's delay
+            attempt.bus.emit(ReadStored(record.meter_id, record.interval_end,
+                                        stored_at - record.interval_end, record.wh_import,
+                                        recovered=True))  # fmt: skip
     command.result = {"entries": len(records), "stored_new": new}
     command.confirm(attempt.now(), f"{new} of {len(records)} entries stored new")
     attempt.bus.emit(ReadsRecovered(command.meter_id, command.command_id, new))

@@ -1,16 +1,13 @@
 """Commands in the store: one row per command, one row per transition (the audit trail).
 
-Plain functions on a sqlite3 connection, run on the store's thread through
-``SqliteStore.run_sql``. A command's idempotency key is unique: submitting it again
+Plain functions on a ``hes_sim.hes.sql.Connection`` (SQLite or PostgreSQL), run on the
+store's thread through ``store.run_sql``. A command's idempotency key is unique: submitting it again
 returns the first (the dispatcher refuses a key reused for another request).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 from hes_sim.hes.commands.lifecycle import (
@@ -21,6 +18,7 @@ from hes_sim.hes.commands.lifecycle import (
     FailureReason,
     Transition,
 )
+from hes_sim.hes.sql import Connection
 
 COMMAND_SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
@@ -29,20 +27,22 @@ CREATE TABLE IF NOT EXISTS commands (
     type            TEXT NOT NULL,
     idempotency_key TEXT NOT NULL UNIQUE,
     parameters      TEXT NOT NULL,  -- JSON
-    created_at      REAL NOT NULL,  -- simulated Unix seconds
-    deadline        REAL NOT NULL,
+    created_at      DOUBLE PRECISION NOT NULL,  -- simulated Unix seconds
+    deadline        DOUBLE PRECISION NOT NULL,
     state           TEXT NOT NULL,
     attempts        INTEGER NOT NULL,
-    next_attempt_at REAL NOT NULL,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
     failure         TEXT,
     result          TEXT            -- JSON, NULL until the command has one
 );
 CREATE INDEX IF NOT EXISTS commands_open ON commands (state, next_attempt_at);
+-- the desk lists a meter's commands, newest first
+CREATE INDEX IF NOT EXISTS commands_meter ON commands (meter_id, created_at);
 CREATE TABLE IF NOT EXISTS command_transitions (
     command_id TEXT NOT NULL REFERENCES commands (command_id),
     seq        INTEGER NOT NULL,
     state      TEXT NOT NULL,
-    at         REAL NOT NULL,
+    at         DOUBLE PRECISION NOT NULL,
     detail     TEXT NOT NULL,
     PRIMARY KEY (command_id, seq)
 ) WITHOUT ROWID;
@@ -54,7 +54,7 @@ _COLUMNS = (
 _TERMINAL = tuple(state.value for state in TERMINAL)
 
 
-def insert(db: sqlite3.Connection, command: Command) -> Command:
+def insert(db: Connection, command: Command) -> Command:
     """Store a new command, or return the one already stored under its idempotency key
     (the caller checks that it is the same request)."""
     existing = db.execute(
@@ -63,7 +63,7 @@ def insert(db: sqlite3.Connection, command: Command) -> Command:
     ).fetchone()
     if existing is not None:
         return _load(db, existing)
-    with _transaction(db):
+    with db.transaction():
         db.execute(
             f"INSERT INTO commands ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             _row(command),
@@ -72,12 +72,12 @@ def insert(db: sqlite3.Connection, command: Command) -> Command:
     return command
 
 
-def save(db: sqlite3.Connection, command: Command) -> None:
+def save(db: Connection, command: Command) -> None:
     """Write the command's state and the transitions not yet stored."""
     stored = db.execute(
         "SELECT count(*) FROM command_transitions WHERE command_id = ?", (command.command_id,)
     ).fetchone()[0]
-    with _transaction(db):
+    with db.transaction():
         db.execute(
             "UPDATE commands SET state = ?, attempts = ?, next_attempt_at = ?, failure = ?,"
             " result = ? WHERE command_id = ?",
@@ -93,7 +93,7 @@ def save(db: sqlite3.Connection, command: Command) -> None:
         _append_transitions(db, command, stored)
 
 
-def load(db: sqlite3.Connection, command_id: str) -> Command | None:
+def load(db: Connection, command_id: str) -> Command | None:
     row = db.execute(
         f"SELECT {_COLUMNS} FROM commands WHERE command_id = ?",  # noqa: S608
         (command_id,),
@@ -101,7 +101,7 @@ def load(db: sqlite3.Connection, command_id: str) -> Command | None:
     return None if row is None else _load(db, row)
 
 
-def open_commands(db: sqlite3.Connection) -> list[Command]:
+def open_commands(db: Connection) -> list[Command]:
     """Every command not yet in a terminal state, by priority then age."""
     rows = db.execute(
         f"SELECT {_COLUMNS} FROM commands WHERE state NOT IN (?, ?, ?)",  # noqa: S608
@@ -109,18 +109,6 @@ def open_commands(db: sqlite3.Connection) -> list[Command]:
     ).fetchall()
     commands = [_load(db, row) for row in rows]
     return sorted(commands, key=lambda c: (c.priority, c.created_at))
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """All or nothing (the store's connection is in autocommit mode)."""
-    db.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _row(command: Command) -> tuple[object, ...]:
@@ -144,7 +132,7 @@ def _json_or_null(value: dict[str, object] | None) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
-def _append_transitions(db: sqlite3.Connection, command: Command, stored: int) -> None:
+def _append_transitions(db: Connection, command: Command, stored: int) -> None:
     db.executemany(
         "INSERT INTO command_transitions (command_id, seq, state, at, detail)"
         " VALUES (?, ?, ?, ?, ?)",
@@ -156,7 +144,7 @@ def _append_transitions(db: sqlite3.Connection, command: Command, stored: int) -
     )
 
 
-def _load(db: sqlite3.Connection, row: tuple[Any, ...]) -> Command:
+def _load(db: Connection, row: tuple[Any, ...]) -> Command:
     (command_id, meter_id, kind, key, parameters, created, deadline, state, attempts,
      next_at, failure, result) = row  # fmt: skip
     history = [

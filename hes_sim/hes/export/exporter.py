@@ -39,7 +39,7 @@ from hes_sim.hes.export.outbox import ExportRecord, Failure, Settlement
 from hes_sim.hes.export.policy import ExportSettings, retry_delay
 from hes_sim.hes.export.reconcile import MeterReconciliation, reconcile
 from hes_sim.hes.export.sinks import DeliveryResult, Sink
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store import SqlStore
 from hes_sim.stats import percentile
 
 log = structlog.get_logger(__name__)
@@ -81,7 +81,7 @@ class ExportFigures:
 class Exporter:
     def __init__(
         self,
-        store: SqliteStore,
+        store: SqlStore,
         sink: Sink,
         clock: ExportClock,
         *,

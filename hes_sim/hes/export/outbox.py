@@ -4,15 +4,14 @@ A record enters the outbox in the same transaction as the data it describes (a r
 bill), so a crash can never leave a stored read that no export will ever carry; the
 exporter then delivers from here at least once, and sinks make that exactly once by key.
 
-Plain functions on a sqlite3 connection, run on the store's thread through
-``SqliteStore.run_sql`` (as ``hes_sim.hes.commands.store`` does). Each is atomic: it opens
-its own transaction, or joins the caller's when one is open, which is how the ingest side
-enqueues reads in the transaction that stores them::
+Plain functions on a ``hes_sim.hes.sql.Connection`` (SQLite or PostgreSQL), run on the
+store's thread through ``store.run_sql`` (as ``hes_sim.hes.commands.store`` does). Each is
+atomic: it opens its own transaction, or joins the caller's when one is open, which is how
+the store enqueues reads in the transaction that stores them::
 
-    db.execute("BEGIN")
-    stored = [db.execute(INSERT, row).rowcount == 1 for row in rows]
-    outbox.enqueue_reads(db, [r for r, new in zip(reads, stored) if new], stored_at)
-    db.execute("COMMIT")
+    with db.transaction():
+        stored = db.insert_new("block_load_reads", COLUMNS, KEY, rows)
+        outbox.enqueue_reads(db, [r for r, new in zip(reads, stored) if new], stored_at)
 
 A record's life: pending (``next_attempt_at`` set, ``delivered_at`` NULL) -> delivered
 (``delivered_at`` set), or parked (both NULL: the sink refused it for good; it stays here
@@ -21,14 +20,13 @@ for an operator, who can ``requeue_parked`` once the cause is fixed). Nothing is
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hes_sim.hes.records import ReadRecord
+from hes_sim.hes.sql import Connection
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS export_outbox (
@@ -36,16 +34,18 @@ CREATE TABLE IF NOT EXISTS export_outbox (
     kind            TEXT NOT NULL,     -- interval_read, monthly_bill, ...
     meter_id        TEXT,              -- for reconciliation per meter
     payload         TEXT NOT NULL,     -- JSON
-    created_at      REAL NOT NULL,     -- simulated Unix seconds
+    created_at      DOUBLE PRECISION NOT NULL,  -- simulated Unix seconds
     attempts        INTEGER NOT NULL DEFAULT 0,  -- deliveries tried, the successful one too
-    next_attempt_at REAL,              -- NULL once delivered or parked
-    delivered_at    REAL,
+    next_attempt_at DOUBLE PRECISION,  -- NULL once delivered or parked
+    delivered_at    DOUBLE PRECISION,
     last_error      TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS export_outbox_due ON export_outbox (next_attempt_at, created_at)
     WHERE delivered_at IS NULL;
 CREATE INDEX IF NOT EXISTS export_outbox_meter ON export_outbox (meter_id, kind);
 """
+
+_ENQUEUED = ("key", "kind", "meter_id", "payload", "created_at", "attempts", "next_attempt_at")
 
 INTERVAL_READ = "interval_read"
 MONTHLY_BILL = "monthly_bill"
@@ -123,30 +123,25 @@ def read_record(read: ReadRecord, created_at: float, interval_s: int = 900) -> E
     )
 
 
-def enqueue(db: sqlite3.Connection, records: Sequence[ExportRecord]) -> int:
+def enqueue(db: Connection, records: Sequence[ExportRecord]) -> int:
     """Add records, each once by key (one already there is left as it is); how many are
     new. One transaction, or the caller's."""
-    with _transaction(db):
-        cursor = db.executemany(
-            "INSERT INTO export_outbox (key, kind, meter_id, payload, created_at, attempts,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (key) DO NOTHING",
-            [
-                (r.key, r.kind, r.meter_id, _dumps(r.payload), r.created_at, r.created_at)
-                for r in records
-            ],
-        )
-        return max(0, cursor.rowcount)
+    rows = [
+        (r.key, r.kind, r.meter_id, _dumps(r.payload), r.created_at, 0, r.created_at)
+        for r in records
+    ]
+    return sum(db.insert_new("export_outbox", _ENQUEUED, ("key",), rows))
 
 
 def enqueue_reads(
-    db: sqlite3.Connection, reads: Iterable[ReadRecord], created_at: float, interval_s: int = 900
+    db: Connection, reads: Iterable[ReadRecord], created_at: float, interval_s: int = 900
 ) -> int:
     """Enqueue the ``interval_read`` export of each read, keyed ``read:{meter_id}:{interval_end}``;
     meant to run inside the transaction that stores the reads (see the module docstring)."""
     return enqueue(db, [read_record(r, created_at, interval_s) for r in reads])
 
 
-def due(db: sqlite3.Connection, now: float, limit: int) -> list[ExportRecord]:
+def due(db: Connection, now: float, limit: int) -> list[ExportRecord]:
     """Up to ``limit`` pending records whose next attempt is due, the longest due first."""
     rows = db.execute(
         "SELECT key, kind, payload, created_at, meter_id, attempts FROM export_outbox"
@@ -160,7 +155,7 @@ def due(db: sqlite3.Connection, now: float, limit: int) -> list[ExportRecord]:
     ]
 
 
-def backlog(db: sqlite3.Connection) -> Backlog:
+def backlog(db: Connection) -> Backlog:
     """The pending records and when the earliest is due (cheap: the partial index)."""
     count, first = db.execute(
         "SELECT count(next_attempt_at), min(next_attempt_at) FROM export_outbox"
@@ -169,10 +164,10 @@ def backlog(db: sqlite3.Connection) -> Backlog:
     return Backlog(int(count), None if first is None else float(first))
 
 
-def delivered(db: sqlite3.Connection, keys: Sequence[str], at: float) -> int:
+def delivered(db: Connection, keys: Sequence[str], at: float) -> int:
     """Mark records delivered at ``at``; how many were not delivered before (a second
     delivery keeps the first time)."""
-    with _transaction(db):
+    with db.transaction():
         cursor = db.executemany(
             "UPDATE export_outbox SET delivered_at = ?, attempts = attempts + 1,"
             " next_attempt_at = NULL, last_error = NULL"
@@ -182,12 +177,10 @@ def delivered(db: sqlite3.Connection, keys: Sequence[str], at: float) -> int:
         return max(0, cursor.rowcount)
 
 
-def failed(
-    db: sqlite3.Connection, key: str, at: float, error: str, next_attempt_at: float | None
-) -> None:
+def failed(db: Connection, key: str, at: float, error: str, next_attempt_at: float | None) -> None:
     """Record a failed attempt at ``at``: retried from ``next_attempt_at``, or parked when
     it is None. A record delivered meanwhile is left alone."""
-    with _transaction(db):
+    with db.transaction():
         db.execute(
             "UPDATE export_outbox SET attempts = attempts + 1, last_error = ?,"
             " next_attempt_at = ? WHERE key = ? AND delivered_at IS NULL",
@@ -195,17 +188,17 @@ def failed(
         )
 
 
-def settle(db: sqlite3.Connection, at: float, settlement: Settlement) -> None:
+def settle(db: Connection, at: float, settlement: Settlement) -> None:
     """Record a whole delivery attempt, in one transaction."""
-    with _transaction(db):
+    with db.transaction():
         delivered(db, settlement.delivered, at)
         for f in settlement.failures:
             failed(db, f.key, at, f.error, f.next_attempt_at)
 
 
-def requeue_parked(db: sqlite3.Connection, now: float) -> int:
+def requeue_parked(db: Connection, now: float) -> int:
     """Make every parked record due again (once the sink's refusal has been dealt with)."""
-    with _transaction(db):
+    with db.transaction():
         return db.execute(
             "UPDATE export_outbox SET next_attempt_at = ?"
             " WHERE delivered_at IS NULL AND next_attempt_at IS NULL",
@@ -213,7 +206,7 @@ def requeue_parked(db: sqlite3.Connection, now: float) -> int:
         ).rowcount
 
 
-def counts(db: sqlite3.Connection) -> OutboxCounts:
+def counts(db: Connection) -> OutboxCounts:
     pending, delivered_n, parked, attempts, oldest = db.execute(
         "SELECT"
         " count(*) FILTER (WHERE delivered_at IS NULL AND next_attempt_at IS NOT NULL),"
@@ -232,25 +225,9 @@ def counts(db: sqlite3.Connection) -> OutboxCounts:
     )
 
 
-def last_error(db: sqlite3.Connection, key: str) -> str | None:
+def last_error(db: Connection, key: str) -> str | None:
     row = db.execute("SELECT last_error FROM export_outbox WHERE key = ?", (key,)).fetchone()
     return None if row is None else row[0]
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """All or nothing; inside a transaction the caller opened, part of it (the caller
-    commits or rolls back the whole, which is the point of an outbox)."""
-    if db.in_transaction:
-        yield
-        return
-    db.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _dumps(payload: dict[str, Any]) -> str:

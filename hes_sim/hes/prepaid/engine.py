@@ -3,9 +3,14 @@ alerts, automatic disconnections inside the policy's windows, reconnections on r
 
 An async context manager owning a TaskGroup: ``prepaid:rules`` judges, at the instants
 the accounts name, whether a consumer is to be disconnected; ``prepaid:fixed`` posts the
-fixed charges at each local midnight. Every disconnection and reconnection is a command
-of the head-end, with the rule that asked for it heading its audit trail. The headline
-figure, recharge-to-light, runs from a recharge accepted to the relay confirmed closed.
+fixed charges at each local midnight; ``prepaid:journal`` writes every step of the
+accounts to the store's journal. Every disconnection and reconnection is a command of the
+head-end, with the rule that asked for it heading its audit trail. The headline figure,
+recharge-to-light, runs from a recharge accepted to the relay confirmed closed.
+
+A restarted head-end replays the journal, then catches up with what the journal may have
+missed in a crash: reads stored but not charged, commands that ended unseen, midnights
+passed. A recharge is answered only once it is in the journal.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from types import TracebackType
 from typing import Self
 
 import structlog
 
 from hes_sim.clock import SimClock
-from hes_sim.errors import HesSimError
+from hes_sim.errors import HesSimError, StoreError
 from hes_sim.events import (
     CommandFinished,
     Event,
@@ -33,18 +39,23 @@ from hes_sim.events import (
     PrepaidDisconnected,
     ReadStored,
 )
-from hes_sim.hes.billing import BillingMonth, MonthToDate, Tariff, daily_fixed_charge
-from hes_sim.hes.commands.lifecycle import CommandSubmitter, CommandType
+from hes_sim.hes.billing import BillingMonth, Tariff, daily_fixed_charge
+from hes_sim.hes.commands import store as command_rows
+from hes_sim.hes.commands.lifecycle import CommandState, CommandSubmitter, CommandType
 from hes_sim.hes.operations import NotFoundError
-from hes_sim.hes.prepaid.account import Account, AccountState, Mode
+from hes_sim.hes.prepaid import journal
+from hes_sim.hes.prepaid.account import Account, AccountState
 from hes_sim.hes.prepaid.alerts import Alert
+from hes_sim.hes.prepaid.book import AccountBook
 from hes_sim.hes.prepaid.policy import DisconnectionPolicy
+from hes_sim.hes.store import SqlStore
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_DEADLINE_S = 6 * 3600.0  # a recharged consumer's reconnect keeps trying this long
 DISCONNECT_DEADLINE_S = 3600.0  # past it, the next allowed window is judged afresh
 IDLE_WAKE_S = 3600.0  # simulated: the rules look again at least this often
+JOURNAL_EVERY_WALL_S = 0.2  # steps of a busy moment go to the journal together
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,38 +80,50 @@ class PrepaidEngine:
         dispatcher: CommandSubmitter,
         clock: SimClock,
         bus: EventBus,
+        store: SqlStore,
         *,
         tariff: Tariff,
         policy: DisconnectionPolicy,
         tz: timezone,
         sanctioned_kw: Callable[[str], Decimal],
         interval_s: int = 900,
+        journal_every_wall_s: float = JOURNAL_EVERY_WALL_S,
     ) -> None:
         self._dispatcher = dispatcher
         self._clock = clock
         self._bus = bus
+        self._store = store
         self._tariff = tariff
-        self._policy = policy
         self._tz = tz
         self._sanctioned_kw = sanctioned_kw
-        self._interval_s = interval_s
-        self.accounts: dict[str, Account] = {}  # by meter id
-        self._months: dict[str, MonthToDate] = {}
-        self._switched_at: dict[str, float] = {}
+        self._journal_every = journal_every_wall_s
+        self.book = AccountBook(tariff, policy, tz, interval_s)
         self._judge_at: dict[str, float] = {}  # meter -> when its account is judged next
-        self._disconnecting: dict[str, str] = {}  # command id -> meter
-        self._reconnecting: dict[str, tuple[str, float]] = {}  # command id -> meter, recharged at
         self.figures = PrepaidFigures()
         self._wake = asyncio.Event()
+        self._unsaved = asyncio.Event()
+        self._saving = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
-        bus.subscribe(self._on_event)
+
+    @property
+    def accounts(self) -> dict[str, Account]:
+        return self.book.accounts
 
     async def __aenter__(self) -> Self:
+        """Replays the journal and catches up before any rule runs."""
+        entries = await self._store.run_sql(journal.load)
+        self.book.replay(entries)
+        self._bus.subscribe(self._on_event)
+        await self._catch_up()
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._tasks = [
             group.create_task(self._rules(), name="prepaid:rules"),
             group.create_task(self._fixed_charges(), name="prepaid:fixed"),
+            group.create_task(self._journal(), name="prepaid:journal"),
         ]
+        if entries:
+            log.info("prepaid_journal_replayed", entries=len(entries),
+                     prepaid=len(self.book.prepaid_meters()))  # fmt: skip
         return self
 
     async def __aexit__(
@@ -109,17 +132,20 @@ class PrepaidEngine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._bus.unsubscribe(self._on_event)
         for task in self._tasks:
             task.cancel()
-        await self._stack.__aexit__(exc_type, exc, tb)
+        try:
+            await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.save()  # what the tasks left: the store is still open
 
     # ---------------------------------------------------------------- accounts
 
     def open(self, meter_ids: list[str]) -> None:
-        """Postpaid accounts for these consumers' meters (one consumer a meter)."""
-        now = self._clock.now()
-        for meter_id in meter_ids:
-            self.accounts.setdefault(meter_id, Account(f"C-{meter_id}", meter_id, now))
+        """Postpaid accounts for these consumers' meters (one consumer a meter); call it
+        before entering, so the journal replays onto them."""
+        self.book.open(meter_ids, self._clock.now())
 
     def switch_to_prepaid(
         self, meter_ids: list[str], opening_balance: Decimal, grace_s: float
@@ -127,30 +153,29 @@ class PrepaidEngine:
         now = self._clock.now()
         switched = 0
         for meter_id in meter_ids:
-            account = self.accounts.get(meter_id)
-            if account is None or account.mode is Mode.PREPAID:
-                continue
-            alerts = account.switch_to_prepaid(now, opening_balance, now + grace_s)
-            self._alerted(alerts, meter_id)
-            self._switched_at[meter_id] = now
-            self._judge_at[meter_id] = now
-            switched += 1
-        self._wake.set()
+            if self.book.switch(meter_id, now, opening_balance, now + grace_s):
+                self._judge_at[meter_id] = now
+                switched += 1
+        self._stepped()
         return switched
 
     def account(self, meter_id: str) -> Account:
-        account = self.accounts.get(meter_id)
+        account = self.book.accounts.get(meter_id)
         if account is None:
             raise NotFoundError(f"no account for meter {meter_id}")
         return account
 
+    def alerts(self, meter_id: str) -> list[Alert]:
+        """The account's low-balance alerts, oldest first (the newest few dozen)."""
+        self.account(meter_id)
+        return self.book.alerts(meter_id)
+
     async def recharge(self, meter_id: str, amount: Decimal, reference: str) -> RechargeResult:
         """Credit the account (once per reference); a consumer whose supply is off gets a
-        reconnect at once, ahead of every other command."""
+        reconnect at once, ahead of every other command. Answers once journalled."""
         account = self.account(meter_id)
         now = self._clock.now()
-        first = not account.recharged(reference)
-        self._alerted(account.recharge(now, amount, reference), meter_id)
+        first = self.book.recharge(meter_id, now, amount, reference)
         command_id = None
         if first:
             self.figures.recharges += 1
@@ -163,9 +188,10 @@ class PrepaidEngine:
                 reason=f"prepaid: recharge {reference} of ₹{amount}",
             )
             command_id = command.command_id
-            self._reconnecting[command_id] = (meter_id, now)
+            self.book.reconnect_sent(meter_id, now, command_id)
         self._judge_at[meter_id] = now
-        self._wake.set()
+        self._stepped()
+        await self.save()
         return RechargeResult(meter_id, account.balance, account.state, command_id)
 
     # ---------------------------------------------------------------- events
@@ -173,63 +199,103 @@ class PrepaidEngine:
     def _on_event(self, event: Event) -> None:
         match event:
             case ReadStored(meter_id=meter_id, interval_end=end, wh_import=wh):
-                self._charge_read(meter_id, end, wh)
+                self._charge_read(meter_id, int(end), wh)
             case CommandFinished(command_id=command_id, outcome="confirmed"):
-                self._command_confirmed(command_id, event.duration)
+                self._command_confirmed(command_id)
             case CommandFinished(command_id=command_id):
-                self._disconnecting.pop(command_id, None)
-                if command_id in self._reconnecting:
-                    meter_id, _at = self._reconnecting.pop(command_id)
-                    log.warning("prepaid_reconnect_failed", meter_id=meter_id,
-                                command_id=command_id, outcome=event.outcome)  # fmt: skip
+                self._command_failed(command_id, event.outcome)
             case _:
                 pass
 
-    def _charge_read(self, meter_id: str, interval_end: float, wh: int) -> None:
-        account = self.accounts.get(meter_id)
-        switched = self._switched_at.get(meter_id)
-        if account is None or switched is None or interval_end <= switched:
-            return  # postpaid, or consumed before the switch: billed the postpaid way
-        month = BillingMonth.of_interval(interval_end, self._interval_s, self._tz)
-        to_date = self._months.get(meter_id)
-        if to_date is None or to_date.month != month:
-            to_date = MonthToDate(month)
-        try:
-            charge = to_date.charge_interval(
-                self._tariff, interval_end, wh, self._tz, self._interval_s
-            )
-        except (HesSimError, ValueError) as exc:  # an interval of an earlier month: skip it
-            log.warning("prepaid_read_not_charged", meter_id=meter_id, error=str(exc))
-            return
-        self._months[meter_id] = charge.state
-        if charge.amount:
-            alerts = account.charge(self._clock.now(), charge.amount, "energy")
-            self._alerted(alerts, meter_id)
+    def _charge_read(self, meter_id: str, interval_end: int, wh: int) -> None:
+        if self.book.charge_read(meter_id, self._clock.now(), interval_end, wh):
             self._judge_at[meter_id] = self._clock.now()
-            self._wake.set()
+            self._stepped()
 
-    def _command_confirmed(self, command_id: str, duration: float) -> None:
-        now = self._clock.now()
-        meter_id = self._disconnecting.pop(command_id, None)
-        if meter_id is not None:
-            self.accounts[meter_id].disconnected(now)
-            self.figures.disconnections += 1
-            self._bus.emit(PrepaidDisconnected(meter_id))
+    def _command_confirmed(self, command_id: str) -> None:
+        done = self.book.confirmed(command_id, self._clock.now())
+        if done is None:
             return
-        pending = self._reconnecting.pop(command_id, None)
-        if pending is not None:
-            meter_id, recharged_at = pending
-            self.accounts[meter_id].reconnected(now)
-            self.figures.recharge_to_light.append(now - recharged_at)
-            self._bus.emit(LightBack(meter_id, now - recharged_at))
-            log.info("prepaid_light_back", meter_id=meter_id, seconds=round(now - recharged_at, 1))
+        self._stepped()
+        if done.disconnected:
+            self.figures.disconnections += 1
+            self._bus.emit(PrepaidDisconnected(done.meter_id))
+        elif done.recharge_to_light_s is not None:
+            seconds = done.recharge_to_light_s
+            self.figures.recharge_to_light.append(seconds)
+            self._bus.emit(LightBack(done.meter_id, seconds))
+            log.info("prepaid_light_back", meter_id=done.meter_id, seconds=round(seconds, 1))
 
-    def _alerted(self, alerts: list[Alert], meter_id: str) -> None:
-        for alert in alerts:
+    def _command_failed(self, command_id: str, outcome: str) -> None:
+        meter_id = self.book.failed(command_id, self._clock.now())
+        if meter_id is None:
+            return
+        self._judge_at[meter_id] = self._clock.now()  # still due: judged afresh
+        self._stepped()
+        log.warning("prepaid_command_failed", meter_id=meter_id, command_id=command_id,
+                    outcome=outcome)  # fmt: skip
+
+    def _stepped(self) -> None:
+        """After live steps: raise their alerts, wake the rules and the journal."""
+        for meter_id, alert in self.book.raised:
             self.figures.alerts[str(alert.threshold)] += 1
             self._bus.emit(LowBalance(meter_id, str(alert.threshold)))
+        self.book.raised.clear()
+        self._wake.set()
+        if self.book.unsaved:
+            self._unsaved.set()
+
+    # ---------------------------------------------------------------- recovery
+
+    async def _catch_up(self) -> None:
+        """What a crash may have kept from the journal: commands of the book's that ended
+        while nobody listened, and stored reads not yet charged (midnights are the fixed
+        charges' task)."""
+        for command_id in [*self.book.disconnecting, *self.book.reconnecting]:
+            command = await self._store.run_sql(partial(command_rows.load, command_id=command_id))
+            if command is None or not command.done:
+                continue
+            if command.state is CommandState.CONFIRMED:
+                self._command_confirmed(command_id)
+            else:
+                self._command_failed(command_id, command.state.value)
+        charged = 0
+        for meter_id in self.book.prepaid_meters():
+            after = self.book.switched_at(meter_id) or 0.0
+            reads = await self._store.run_sql(
+                partial(journal.reads_since, meter_id=meter_id, after=after)
+            )
+            for end, wh in reads:
+                charged += self.book.charge_read(meter_id, self._clock.now(), end, wh)
+            self._judge_at[meter_id] = self._clock.now()
+        if charged:
+            log.info("prepaid_reads_caught_up", reads=charged)
+        self._stepped()
 
     # ---------------------------------------------------------------- tasks
+
+    async def save(self) -> None:
+        """Write the unsaved steps to the journal (kept for the next try on a store error)."""
+        async with self._saving:
+            entries = list(self.book.unsaved)
+            if not entries:
+                return
+            try:
+                await self._store.run_sql(partial(journal.append, entries=entries))
+            except StoreError as exc:
+                log.exception("prepaid_journal_not_written", entries=len(entries), error=str(exc))
+                raise
+            del self.book.unsaved[: len(entries)]
+
+    async def _journal(self) -> None:
+        while True:
+            await self._unsaved.wait()
+            self._unsaved.clear()
+            try:
+                await self.save()
+            except StoreError:
+                self._unsaved.set()  # logged; try again after the pause
+            await asyncio.sleep(self._journal_every)  # batch the steps of a busy moment
 
     async def _rules(self) -> None:
         while True:
@@ -245,12 +311,13 @@ class PrepaidEngine:
                     await self._wake.wait()
 
     async def _judge(self, meter_id: str, now: float) -> None:
-        account = self.accounts[meter_id]
-        if meter_id in self._disconnecting.values():
+        if meter_id in self.book.disconnecting.values():
             return  # a disconnect is on its way
-        decision = account.disconnection_due(now, self._policy, self._tz)
+        account = self.book.accounts[meter_id]
+        decision = self.book.judge(meter_id, now)
         if decision.until is not None:
             self._judge_at[meter_id] = decision.until
+        self._stepped()
         if not decision.disconnect_now:
             return
         key = f"prepaid-off:{meter_id}:{len(account.history)}"
@@ -265,24 +332,42 @@ class PrepaidEngine:
         except HesSimError as exc:
             log.warning("prepaid_disconnect_not_submitted", meter_id=meter_id, error=str(exc))
             return
-        self._disconnecting[command.command_id] = meter_id
+        if not command.done:
+            self.book.disconnect_sent(meter_id, now, command.command_id)
+            self._stepped()
 
     async def _fixed_charges(self) -> None:
-        """At each local midnight, a day's fixed charge on every prepaid account."""
+        """Each day's fixed charge on every prepaid account, posted at the local midnight
+        that ends the day; days a stopped head-end missed are posted when it starts."""
+        today = datetime.fromtimestamp(self._clock.now(), tz=self._tz).date()
         while True:
-            local = datetime.fromtimestamp(self._clock.now(), tz=self._tz)
-            midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(),
-                                        tzinfo=self._tz)  # fmt: skip
+            for meter_id in self.book.prepaid_meters():
+                self._post_fixed(meter_id, today)
+            self._stepped()
+            today += timedelta(days=1)
+            # the date is the midnight slept to, not the clock read after it: a wake a
+            # hair early must not post the day again or spin
+            midnight = datetime.combine(today, datetime.min.time(), tzinfo=self._tz)
             await self._clock.sleep_until(midnight.timestamp())
-            day = (midnight - timedelta(days=1)).date()
-            days_in_month = BillingMonth(day.year, day.month).days
-            for meter_id, account in self.accounts.items():
-                if account.mode is not Mode.PREPAID:
-                    continue
-                amount = daily_fixed_charge(
-                    self._tariff, self._sanctioned_kw(meter_id), day.day, days_in_month
-                )
-                alerts = account.charge(midnight.timestamp(), amount, f"fixed charge {day}")
-                self._alerted(alerts, meter_id)
-                self._judge_at[meter_id] = self._clock.now()
-            self._wake.set()
+
+    def _post_fixed(self, meter_id: str, today: date) -> None:
+        """Every whole day from the switch (the switch's own day included) to yesterday
+        not yet charged, each stamped at the midnight that ended it."""
+        last = self.book.fixed_through(meter_id)
+        switched = self.book.switched_at(meter_id)
+        if last is None and switched is None:
+            return
+        day = last + timedelta(days=1) if last is not None else _local_day(switched, self._tz)
+        while day < today:
+            month_days = BillingMonth(day.year, day.month).days
+            amount = daily_fixed_charge(
+                self._tariff, self._sanctioned_kw(meter_id), day.day, month_days
+            )
+            ended = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=self._tz)
+            self.book.fixed(meter_id, ended.timestamp(), day, amount)
+            self._judge_at[meter_id] = self._clock.now()
+            day += timedelta(days=1)
+
+
+def _local_day(at: float | None, tz: timezone) -> date:
+    return datetime.fromtimestamp(at or 0.0, tz=tz).date()

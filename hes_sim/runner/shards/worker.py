@@ -1,0 +1,142 @@
+"""A fleet process: ``python -m hes_sim.runner.shards.worker``, started by a run.
+
+It reads a :class:`Hello` on stdin, builds the meters of its shard from the scenario (the
+same scenario and seed give the same meters in every process), connects them, and then
+follows the run: ``Start`` with the run clock's anchor, ``Power`` for outages, ``Stop``.
+Every event of its fleet goes back on stdout in batches, with a status of its meters;
+logs go to stderr. A run that vanishes (stdin closed) stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import structlog
+
+from hes_sim.broker_address import BrokerAddress
+from hes_sim.clock import SimClock
+from hes_sim.events import Event, EventBus
+from hes_sim.keyring import FleetKeyring
+from hes_sim.logging import configure_logging
+from hes_sim.meter_sim.fleet import Fleet
+from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.runner.fleet_register import link_factory, scenario_fleet, scenario_grid
+from hes_sim.runner.shards.messages import (
+    Events,
+    FromWorker,
+    Hello,
+    Power,
+    ShardError,
+    Start,
+    Status,
+    Stop,
+    frame,
+    read_message,
+    shard_of,
+)
+from hes_sim.scenario.model import load_scenario
+
+log = structlog.get_logger(__name__)
+
+REPORT_EVERY_WALL_S = 0.25
+EVENTS_PER_FRAME = 5_000
+
+
+class Reporter:
+    """Events of the fleet, batched to the run; a status with each batch."""
+
+    def __init__(self, out: asyncio.WriteTransport) -> None:
+        self._out = out
+        self._events: list[Event] = []
+        self.fleet: Fleet | None = None
+
+    def __call__(self, event: Event) -> None:
+        self._events.append(event)
+
+    def flush(self) -> None:
+        while self._events:
+            batch, self._events = self._events[:EVENTS_PER_FRAME], self._events[EVENTS_PER_FRAME:]
+            self._send(Events(tuple(batch)))
+        fleet = self.fleet
+        if fleet is not None:
+            self._send(Status(len(fleet.runtimes), fleet.connected, fleet.finished,
+                              fleet.powered()))  # fmt: skip
+
+    def _send(self, message: FromWorker) -> None:
+        if not self._out.is_closing():
+            self._out.write(frame(message))
+
+    async def run(self) -> None:
+        while True:
+            self.flush()
+            await asyncio.sleep(REPORT_EVERY_WALL_S)
+
+
+async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> None:
+    hello = await read_message(reader)
+    if not isinstance(hello, Hello):
+        raise ShardError(f"a fleet process must be greeted first, got {hello!r}")
+    scenario = load_scenario(Path(hello.scenario_path))
+    grid = scenario_grid(scenario)
+    meters = [m for m in grid.meters if shard_of(m.meter_id, hello.shards) == hello.shard]
+    clock = SimClock(scenario.start.timestamp(), scenario.time_scale)
+    bus, reporter = EventBus(), Reporter(out)
+    bus.subscribe(reporter)
+    links = link_factory(BrokerAddress.parse(hello.broker_url), hello.transport)
+    keyring = FleetKeyring(hello.fleet_secret)
+    fleet = scenario_fleet(scenario, meters, links, bus, clock, keyring=keyring)
+    reporter.fleet = fleet
+    log.info("fleet_shard_starting", shard=hello.shard, shards=hello.shards, meters=len(meters))
+    async with fleet, asyncio.TaskGroup() as group:
+        reporting = group.create_task(reporter.run(), name="shard:report")
+        try:
+            while (message := await read_message(reader)) is not None:
+                match message:
+                    case Start(wall_anchor=anchor):
+                        clock.start(anchor)
+                        fleet.start(RunPlan(scenario.schedule()))
+                    case Power(meter_ids=ids, on=True):
+                        fleet.power_on(ids)
+                    case Power(meter_ids=ids, on=False):
+                        fleet.power_off(ids)
+                    case Stop():
+                        break
+                    case _:
+                        log.warning("fleet_shard_unexpected", message=type(message).__name__)
+        finally:
+            reporting.cancel()
+    reporter.flush()  # the last events and the final status
+
+
+async def main_async() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out, _protocol = await loop.connect_write_pipe(
+        asyncio.Protocol, os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
+    )
+    try:
+        await serve(reader, out)
+    finally:
+        out.close()
+
+
+def main() -> int:
+    configure_logging(os.environ.get("HES_LOG_LEVEL", "WARNING"), "console")
+    try:
+        asyncio.run(main_async())
+    except ShardError as exc:
+        log.error("fleet_shard_failed", error=str(exc))  # noqa: TRY400 - the message says it
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
