@@ -1,8 +1,14 @@
-"""DATA-NOTIFICATION APDUs carrying one block-load entry, encoded and decoded by gurux-dlms.
+"""DATA-NOTIFICATION APDUs carrying one block-load entry or one event.
 
 APDU: tag 0x0F, long-invoke-id-and-priority (u32), date-time (0x00 when absent, else its
 length 0x0C and 12 octets), notification body: a structure of the profile's captured
-values (the clock as a 12-octet octet-string first).
+values (the clock as a 12-octet octet-string first), or of an event's log name, clock,
+code and status word.
+
+``encode`` and ``decode`` take the precompiled templates of ``push_fast`` for the shapes
+this project sends, and gurux-dlms (``encode_gurux``, ``decode_gurux``) for anything
+else. The gurux path is the reference: the tests prove the fast one gives its bytes and
+its values.
 """
 
 from __future__ import annotations
@@ -16,23 +22,23 @@ from gurux_dlms.GXDLMSSettings import GXDLMSSettings
 from gurux_dlms.internal._GXCommon import _GXCommon
 
 from hes_sim.errors import CodecError
-from hes_sim.protocols import cosem_datetime
+from hes_sim.protocols import axdr, cosem_datetime, push_fast
 from hes_sim.protocols.block_load import (
     LAYOUT_BY_SIGNATURE,
     BlockLoadEntry,
     DlmsType,
     ProfileLayout,
 )
+from hes_sim.protocols.push_fast import (
+    DATA_NOTIFICATION_TAG,
+    INVOKE_ID_MASK,
+    LOGICAL_NAME_SIZE,
+    STATUS_WORD_SIZE,
+)
 
-DATA_NOTIFICATION_TAG = 0x0F
-# Priority high (bit 31) and service class confirmed (bit 30), as Gurux sets them.
-INVOKE_ID_FLAGS = 0xC000_0000
-INVOKE_ID_MASK = 0x00FF_FFFF
 _HEADER_SIZE = 1 + 4 + 1  # tag, long-invoke-id-and-priority, date-time length
 _ITEM_SIZE = {DlmsType.LONG_UNSIGNED: 3, DlmsType.DOUBLE_LONG_UNSIGNED: 5}
 _CLOCK_ITEM_SIZE = 2 + cosem_datetime.SIZE  # octet-string tag, length, 12 octets
-LOGICAL_NAME_SIZE = 6
-STATUS_WORD_SIZE = 16  # 128 bits
 EVENT_BODY_SIZE = 2 + (2 + LOGICAL_NAME_SIZE) + _CLOCK_ITEM_SIZE + 3 + (3 + STATUS_WORD_SIZE)
 # gurux returns its int subclasses GXUInt16 / GXUInt32, which remember their wire type
 _WIRE_TYPES = {"GXUInt16": DlmsType.LONG_UNSIGNED, "GXUInt32": DlmsType.DOUBLE_LONG_UNSIGNED}
@@ -91,6 +97,27 @@ def _body(entry: BlockLoadEntry | EventEntry) -> GXByteBuffer:
 
 
 def encode(notification: DataNotification) -> bytes:
+    entry = notification.entry
+    if isinstance(entry, EventEntry):
+        event = (entry.log, entry.clock, entry.code, entry.status_word)
+        apdu = push_fast.encode_event(notification.invoke_id, notification.sent_at, event)
+    else:
+        apdu = push_fast.encode_block_load(notification.invoke_id, notification.sent_at, entry)
+    return apdu if apdu is not None else encode_gurux(notification)
+
+
+def decode(apdu: bytes) -> DataNotification:
+    """The notification in ``apdu``; CodecError, and only that, for anything else."""
+    fields = push_fast.decode(apdu)
+    if fields is None:
+        return decode_gurux(apdu)
+    invoke_id, sent_at, body = fields
+    entry = body if isinstance(body, BlockLoadEntry) else EventEntry(*body)
+    return DataNotification(invoke_id, sent_at, entry)
+
+
+def encode_gurux(notification: DataNotification) -> bytes:
+    """The reference encoder, through gurux-dlms's own A-XDR."""
     body = _body(notification.entry)
     notify = _gurux.notify
     notify.settings.setLongInvokeID(notification.invoke_id & INVOKE_ID_MASK)
@@ -108,9 +135,18 @@ def encode(notification: DataNotification) -> bytes:
     )
 
 
-def decode(apdu: bytes) -> DataNotification:
+def decode_gurux(apdu: bytes) -> DataNotification:
+    """The reference decoder: any DATA-NOTIFICATION gurux-dlms can read, checked for shape."""
     if len(apdu) < _HEADER_SIZE or apdu[0] != DATA_NOTIFICATION_TAG:
         raise CodecError("not_data_notification", f"APDU starts {apdu[:1].hex() or 'empty'}")
+    if apdu[5] not in (0, cosem_datetime.SIZE):
+        raise CodecError("length", f"a date-time field of {apdu[5]} octets")
+    try:
+        # gurux trusts what it reads: one flipped bit (a compact-array tag in the body) has
+        # it allocate gigabytes. The project's bounded A-XDR reader checks the body first.
+        axdr.decode_at(apdu, _HEADER_SIZE + apdu[5])
+    except CodecError as exc:
+        raise CodecError("body_shape", f"the body is not one A-XDR value: {exc}") from exc
     reply = GXReplyData()
     try:
         _gurux.notify.getData(GXByteBuffer(apdu), reply)
@@ -121,8 +157,6 @@ def decode(apdu: bytes) -> DataNotification:
     body = reply.value
     if not isinstance(body, list) or not body or not isinstance(body[0], bytes | bytearray):
         raise CodecError("body_shape", f"body is not a structure starting with a clock: {body!r}")
-    if apdu[5] not in (0, cosem_datetime.SIZE):
-        raise CodecError("length", f"a date-time field of {apdu[5]} octets")
     with_time = apdu[5] != 0
     sent_at = cosem_datetime.decode(apdu[6 : 6 + apdu[5]]) if with_time else None
     invoke_id = int(reply.invokeId) & INVOKE_ID_MASK

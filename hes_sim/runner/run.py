@@ -68,6 +68,7 @@ CONNECT_WALL_S_MIN = 30.0
 RECONCILIATION_FILE = "reconciliation.csv"  # beside the report
 INCOMPLETE_LISTED = 100  # meters not fully exported, named in the report
 BROKER_PROBE_TIMEOUT_S = 5.0
+METERS_PER_BROKER = 19_500  # a private mosquitto: 20,000 files, less its own and the HES
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,27 @@ async def probe(broker: BrokerAddress) -> None:
         await writer.wait_closed()
 
 
+def check_broker_load(scenario: Scenario, options: RunOptions) -> None:
+    """The run's own brokers must each hold their meters: a mosquitto here holds at most
+    about 19,990 connections (a process's file limit). A fleet process's meters all use
+    one broker (process n uses broker n mod brokers)."""
+    if options.broker is not None:
+        return  # someone else's broker (or cluster): its limits are its own
+    meters, brokers = scenario.meter_count, scenario.brokers
+    processes = scenario.fleet.process_count
+    heaviest = -(-meters // brokers) if processes == 1 else (
+        -(-processes // brokers) * -(-meters // processes)
+    )  # fmt: skip
+    if heaviest > METERS_PER_BROKER:
+        raise ScenarioError(
+            f"brokers: {brokers} brokers for {meters} meters in {processes} fleet processes "
+            f"put up to {heaviest} meters on one broker, over the {METERS_PER_BROKER} a "
+            f"mosquitto holds here; raise brokers (to {processes} or more with processes)"
+        )
+
+
 async def run_scenario(scenario: Scenario, options: RunOptions) -> Report:
+    check_broker_load(scenario, options)
     if scenario.fleet.process_count == 1:
         check_file_limit(scenario.meter_count)  # else each fleet process holds its share
     return await ScenarioRun(scenario, options).execute()

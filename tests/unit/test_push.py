@@ -95,6 +95,9 @@ def test_every_truncation_of_the_apdu_raises_codec_error(cut: int):
         (FRAME[8:13] + bytes.fromhex("05 07ea0b1c06") + FRAME[26:], "length"),  # a date only
         (FRAME[8:13] + bytes.fromhex("00 0202 0906000102030405 1200ff"), "body_shape"),
         (FRAME[8:13] + bytes.fromhex("00 1200ff"), "body_shape"),  # body is not a structure
+        # one flipped bit makes a long-unsigned (0x12) a compact array (0x13), from which
+        # gurux would allocate gigabytes; the body is checked before gurux sees it
+        (FRAME[8:45] + b"\x13" + FRAME[46:], "body_shape"),
     ],
 )
 def test_wrong_apdus_raise_codec_error_with_reason(apdu: bytes, reason: str):

@@ -133,3 +133,55 @@ def test_malformed_ciphered_apdus_raise_codec_error(apdu: bytes):
 def test_arbitrary_bytes_raise_only_codec_error(data: bytes):
     with contextlib.suppress(CodecError):
         security.decrypt(security.parse(data), TITLE, KEYS)
+
+
+@given(st.binary(max_size=300), st.integers(0, 0xFFFF_FFFF))
+def test_gurux_and_we_agree_on_any_plaintext_and_counter(plain: bytes, counter: int):
+    ours = security.encrypt(plain, CipheredTag.GLO_GET_REQUEST, TITLE, KEYS, counter)
+    assert ours == gurux_encrypt(plain, 0xC8, counter)
+    assert gurux_decrypt(ours) == plain
+    assert security.decrypt(security.parse(ours), TITLE, KEYS) == plain
+
+
+@given(st.binary(max_size=32), st.integers(0, 0xFFFF_FFFF))
+def test_gmac_answer_is_gurux_authentication_only_tag(challenge: bytes, counter: int):
+    # HLS GMAC is suite 0 with authentication only, over the challenge: gurux ends such an
+    # APDU with the same 12-byte tag
+    p = AesGcmParameter(0xC8, TITLE, KEYS.block_cipher_key, KEYS.authentication_key)
+    p.security = Security.AUTHENTICATION
+    p.invocationCounter = counter
+    theirs = bytes(GXDLMSChippering.encryptAesGcm(p, challenge))
+    answer = security.gmac_answer(TITLE, KEYS, counter, challenge)
+    assert answer == bytes([0x10]) + counter.to_bytes(4, "big") + theirs[-security.TAG_SIZE :]
+    assert security.check_gmac_answer(answer, TITLE, KEYS, challenge) == counter
+
+
+def test_keys_used_in_turn_each_cipher_with_their_own():
+    # AESGCM objects are kept per key; taking turns must never mix them up
+    others = [security.derive_keys(b"fleet secret", f"SP{n:07d}") for n in range(3)]
+    apdus = [
+        security.encrypt(GET_CLOCK, CipheredTag.GLO_GET_REQUEST, TITLE, keys, 5)
+        for keys in (KEYS, *others, KEYS)
+    ]
+    assert apdus[0] == apdus[-1] == GLO_GET_CLOCK
+    assert len(set(apdus)) == 4
+    for apdu, keys in zip(apdus, (KEYS, *others, KEYS), strict=True):
+        assert security.decrypt(security.parse(apdu), TITLE, keys) == GET_CLOCK
+
+
+@pytest.mark.parametrize("size", [0, 1, security.TAG_SIZE - 1])
+def test_a_payload_shorter_than_a_tag_fails_authentication(size: int):
+    ciphered = security.Ciphered(
+        CipheredTag.GLO_GET_REQUEST, None, security.SECURITY_AUTHENTICATED_ENCRYPTED, 5, bytes(size)
+    )
+    with pytest.raises(CodecError, match="auth_failed"):
+        security.decrypt(ciphered, TITLE, KEYS)
+
+
+# the APDU tag is not authenticated (it only names the service), everything after it is
+@given(st.integers(8, len(GLO_GET_CLOCK) * 8 - 1))
+def test_any_flipped_bit_after_the_tag_is_refused(bit: int):
+    apdu = bytearray(GLO_GET_CLOCK)
+    apdu[bit // 8] ^= 0x80 >> bit % 8
+    with pytest.raises(CodecError):
+        security.decrypt(security.parse(bytes(apdu)), TITLE, KEYS)
