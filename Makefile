@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPORT_DIR ?= reports/demo
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench bench-100k clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hes-sim needs Python 3.11 or newer (set PYTHON=...)")'
@@ -32,6 +32,12 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_lean.py
+	$(BIN)/python scripts/bench_store.py
+
+# 100,000 meters in real time for a simulated hour (about 75 minutes, 24 GB machine)
+bench-100k: setup
+	$(BIN)/hes-sim run config/scenarios/scale-100k.yaml --report-dir reports/scale-100k
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -11,7 +11,7 @@ from hes_sim.events import EventBus
 from hes_sim.hes.inventory import MeterInfo
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
-from hes_sim.meter_sim.grid import Grid, build_grid
+from hes_sim.meter_sim.grid import Grid, build_grid, meter_id
 from hes_sim.meter_sim.lean import lean_link_factory, loopback_sources
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.runtime import ServiceGate
@@ -24,6 +24,21 @@ def scenario_grid(scenario: Scenario) -> Grid:
     """The fleet the scenario describes: the same scenario and seed, the same meters."""
     grid = None if scenario.grid is None else scenario.grid.spec()
     return build_grid(scenario.fleet.counts, scenario.seed, scenario.tz, grid)
+
+
+def shard_meters(scenario: Scenario, shard: int, shards: int) -> list[VirtualMeter]:
+    """The meters of one fleet process. Without a grid only they are built (a process
+    need not hold the whole fleet's state); a DT's or feeder's meter reads its children,
+    so with a grid the whole grid is built and its share kept."""
+    if scenario.grid is not None:
+        grid = scenario_grid(scenario)
+        return [m for m in grid.meters if shard_of(m.meter_id, shards) == shard]
+    return [
+        VirtualMeter.create(name, kind, scenario.seed, scenario.tz)
+        for kind, count in scenario.fleet.counts.items()
+        for number in range(1, count + 1)
+        if shard_of(name := meter_id(kind, number), shards) == shard
+    ]
 
 
 def scenario_fleet(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from hes_sim.runner.fleet_register import scenario_grid, shard_meters
 from hes_sim.runner.run import RunOptions, run_scenario
 from hes_sim.runner.shards.messages import shard_of
 from hes_sim.scenario.model import load_scenario
@@ -54,3 +57,20 @@ def test_meters_are_assigned_by_id_stably_and_evenly():
     assert shards == [shard_of(meter_id, 4) for meter_id in ids]
     counts = [shards.count(k) for k in range(4)]
     assert min(counts) > 0.9 * 30_000 / 4  # no process gets much more than its share
+
+
+@pytest.mark.parametrize("grid", ["", "grid: {feeders: 1, dts_per_feeder: 2}\n"])
+def test_the_shards_together_are_the_fleet(tmp_path: Path, grid: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO + grid)
+    scenario = load_scenario(path)
+    whole = {m.meter_id: m for m in scenario_grid(scenario).meters}
+    shards = [shard_meters(scenario, shard, 3) for shard in range(3)]
+    ids = [m.meter_id for part in shards for m in part]
+    assert sorted(ids) == sorted(whole)  # each meter in exactly one process
+    first = scenario.start.timestamp() + 900
+    for part in shards:
+        for meter in part:  # built alike: the same kind and the same readings
+            twin = whole[meter.meter_id]
+            assert meter.kind == twin.kind
+            assert meter.entry_for(first, 900) == twin.entry_for(first, 900)

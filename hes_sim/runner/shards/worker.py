@@ -24,7 +24,7 @@ from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.runner.fleet_register import link_factory, scenario_fleet, scenario_grid
+from hes_sim.runner.fleet_register import link_factory, scenario_fleet, shard_meters
 from hes_sim.runner.shards.messages import (
     Events,
     FromWorker,
@@ -36,7 +36,6 @@ from hes_sim.runner.shards.messages import (
     Stop,
     frame,
     read_message,
-    shard_of,
 )
 from hes_sim.scenario.model import load_scenario
 
@@ -81,8 +80,7 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
     if not isinstance(hello, Hello):
         raise ShardError(f"a fleet process must be greeted first, got {hello!r}")
     scenario = load_scenario(Path(hello.scenario_path))
-    grid = scenario_grid(scenario)
-    meters = [m for m in grid.meters if shard_of(m.meter_id, hello.shards) == hello.shard]
+    meters = shard_meters(scenario, hello.shard, hello.shards)
     clock = SimClock(scenario.start.timestamp(), scenario.time_scale)
     bus, reporter = EventBus(), Reporter(out)
     bus.subscribe(reporter)
