@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from hes_sim import __version__, cli_headend
+from hes_sim import __version__, cli_fleet, cli_headend
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.cli_errors import start_failures
 from hes_sim.durations import parse_duration
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--meter", required=True)
     add_operator_parsers(commands)
     cli_headend.add_parser(commands)
+    cli_fleet.add_parser(commands)
     return parser
 
 
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_operator(args, settings)
     without_scenario = {
         "headend": cli_headend.headend_command,
+        "fleet": cli_fleet.fleet_command,
         "gateway": meter_command,
         "keys": meter_command,
     }
