@@ -32,6 +32,7 @@ from hes_sim.events import (
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.event_logs import event_log_name
+from hes_sim.meter_sim.flag import Flag
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import LinkFactory, MeterLink
@@ -110,11 +111,11 @@ class MeterRuntime:
         self._service = service
         self._on_power_loss = on_power_loss
         self._rng = rng or random.Random(meter.meter_id)
-        self._powered = asyncio.Event()
-        self._powered.set()
-        self._power_lost = asyncio.Event()
-        self.connected = asyncio.Event()
-        self.finished = asyncio.Event()
+        # flags, not asyncio.Events: a hundred thousand meters each keep four
+        self._powered = Flag(value=True)
+        self._power_lost = Flag()
+        self.connected = Flag()
+        self.finished = Flag()
 
     def power_off(self) -> bool:
         """Mains lost (a feeder or DT outage): the meter logs it, pushes it if it can, and

@@ -1,0 +1,47 @@
+"""The meter's lazy flag behaves as asyncio.Event does where the runtime uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from hes_sim.meter_sim.flag import Flag
+
+
+async def test_waiters_wake_on_set_and_a_set_flag_does_not_block():
+    flag = Flag()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await flag.wait()
+        woken.append(n)
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert woken == []
+    flag.set()
+    await asyncio.gather(*tasks)
+    assert sorted(woken) == [0, 1, 2]
+    async with asyncio.timeout(1):
+        await flag.wait()  # set: returns at once
+    flag.clear()
+    assert not flag.is_set()
+
+
+async def test_a_cancelled_wait_leaves_no_waiter_behind():
+    flag = Flag()
+    task = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert flag._waiters is None
+    flag.set()
+    assert flag.is_set()
+
+
+def test_an_idle_flag_is_far_smaller_than_an_event():
+    assert sys.getsizeof(Flag()) < 100
+    assert not hasattr(Flag(), "__dict__")
