@@ -7,7 +7,6 @@ whatever is still running after the grace period is cancelled.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
@@ -15,7 +14,7 @@ from types import TracebackType
 
 import structlog
 
-from hes_sim.backoff import Backoff
+from hes_sim.backoff import Backoff, LazyRandom
 from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
 from hes_sim.keyring import FleetKeyring
@@ -67,7 +66,8 @@ class Fleet:
             # suite-0 counters start at the wall clock's seconds, so a meter of a later run
             # with the same fleet secret does not reuse an (IV, key) pair of an earlier one
             meter.invocation_counter = max(meter.invocation_counter, counter_floor)
-            rng = random.Random(meter_seed(seed, meter.meter_id) ^ 0x5EED)
+            # drawn lazily: a meter that never reconnects never builds its generators
+            rng = LazyRandom(meter_seed(seed, meter.meter_id) ^ 0x5EED)
             base = float(meter.push.repetition_delay) or reconnect_base_s
             self.runtimes.append(
                 MeterRuntime(
@@ -89,7 +89,7 @@ class Fleet:
                     cipher_pushes=cipher_pushes,
                     service=service,
                     on_power_loss=on_power_loss,
-                    rng=random.Random(meter_seed(seed, meter.meter_id) ^ 0xB007),
+                    rng=LazyRandom(meter_seed(seed, meter.meter_id) ^ 0xB007),
                 )
             )
         self._by_id = {runtime.meter.meter_id: runtime for runtime in self.runtimes}

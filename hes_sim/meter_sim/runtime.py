@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from hes_sim.backoff import Backoff
+from hes_sim.backoff import Backoff, Draws
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError, CodecError
 from hes_sim.events import (
@@ -87,7 +87,7 @@ class MeterRuntime:
         cipher_pushes: bool = False,
         service: ServiceGate | None = None,
         on_power_loss: Callable[[str], object] | None = None,
-        rng: random.Random | None = None,
+        rng: Draws | None = None,
     ) -> None:
         self.meter = meter
         self._link_factory = link_factory
@@ -110,7 +110,7 @@ class MeterRuntime:
         # randomisation window, and drop the link without goodbye when mains goes
         self._service = service
         self._on_power_loss = on_power_loss
-        self._rng = rng or random.Random(meter.meter_id)
+        self._rng: Draws = rng or random.Random(meter.meter_id)
         # flags, not asyncio.Events: a hundred thousand meters each keep four
         self._powered = Flag(value=True)
         self._power_lost = Flag()

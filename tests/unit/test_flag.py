@@ -1,12 +1,15 @@
-"""The meter's lazy flag behaves as asyncio.Event does where the runtime uses it."""
+"""What a meter keeps lazily: its flags (as asyncio.Event behaves where the runtime uses
+it) and its random draws."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 
 import pytest
 
+from hes_sim.backoff import LazyRandom
 from hes_sim.meter_sim.flag import Flag
 
 
@@ -45,3 +48,10 @@ async def test_a_cancelled_wait_leaves_no_waiter_behind():
 def test_an_idle_flag_is_far_smaller_than_an_event():
     assert sys.getsizeof(Flag()) < 100
     assert not hasattr(Flag(), "__dict__")
+
+
+def test_lazy_draws_are_those_of_the_seeded_generator_and_cost_nothing_until_drawn():
+    lazy, eager = LazyRandom(1234), random.Random(1234)
+    assert lazy._rng is None
+    assert [lazy.uniform(0, 10) for _ in range(5)] == [eager.uniform(0, 10) for _ in range(5)]
+    assert sys.getsizeof(LazyRandom(1)) < 100
