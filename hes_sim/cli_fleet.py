@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.cli_errors import start_failures
+from hes_sim.cli_errors import EXIT_UNUSABLE, run_until_stopped
 from hes_sim.clock import SimClock
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.events import EventBus
@@ -28,7 +27,6 @@ from hes_sim.runner.fleet_register import link_factory, scenario_fleet, shard_me
 from hes_sim.scenario.model import Scenario, load_scenario
 from hes_sim.settings import Settings
 
-EXIT_DONE, EXIT_UNUSABLE = 0, 2
 PROGRESS_EVERY_WALL_S = 10.0
 
 
@@ -73,17 +71,7 @@ def fleet_command(args: argparse.Namespace, settings: Settings) -> int:
     except (HesSimError, ValueError) as exc:
         print(f"hes-sim fleet: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    try:
-        asyncio.run(_until_done(options))
-    except (HesSimError, OSError, ExceptionGroup) as exc:
-        reasons = start_failures(exc)
-        if reasons is None:
-            raise
-        print(f"hes-sim fleet: stopped: {reasons}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("hes-sim fleet: stopped", file=sys.stderr)
-    return EXIT_DONE
+    return run_until_stopped("fleet", lambda: run_shard(options), "hes-sim fleet: stopped")
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> ShardOptions:
@@ -97,17 +85,6 @@ def _options(args: argparse.Namespace, settings: Settings) -> ShardOptions:
     FleetKeyring(secret)  # refuses a secret too short before anything starts
     return ShardOptions(load_scenario(args.scenario), shard, shards,
                         BrokerAddress.parse(broker_url), secret, args.wall_anchor)  # fmt: skip
-
-
-async def _until_done(options: ShardOptions) -> None:
-    task = asyncio.current_task()
-    assert task is not None  # noqa: S101 - asyncio.run runs a task
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        await run_shard(options)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def run_shard(options: ShardOptions) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
-import signal
 import sys
 from pathlib import Path
 
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.cli_errors import start_failures
+from hes_sim.cli_errors import EXIT_UNUSABLE, run_until_stopped
 from hes_sim.errors import HesSimError, ScenarioError
 from hes_sim.hes.node import ApiOptions
 from hes_sim.keyring import FleetKeyring
@@ -18,7 +16,6 @@ from hes_sim.runner.headend import HeadEndProcessOptions, serve_headend
 from hes_sim.scenario.model import Scenario, load_scenario
 from hes_sim.settings import Settings
 
-EXIT_STOPPED, EXIT_UNUSABLE = 0, 2
 STOPPED = "hes-sim headend: stopped; open commands stay in the store"
 
 
@@ -51,30 +48,7 @@ def headend_command(args: argparse.Namespace, settings: Settings) -> int:
     except (HesSimError, ValueError) as exc:
         print(f"hes-sim headend: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    try:
-        asyncio.run(_until_stopped(options))
-    except (HesSimError, OSError, ExceptionGroup) as exc:
-        # errors raised inside the head-end's task groups arrive wrapped in an ExceptionGroup
-        reasons = start_failures(exc)
-        if reasons is None:
-            raise
-        print(f"hes-sim headend: stopped: {reasons}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM
-        print(STOPPED, file=sys.stderr)
-    return EXIT_STOPPED
-
-
-async def _until_stopped(options: HeadEndProcessOptions) -> None:
-    task = asyncio.current_task()
-    assert task is not None  # noqa: S101 - asyncio.run runs a task
-    loop = asyncio.get_running_loop()
-    # SIGTERM stops the head-end as Ctrl-C does: its task is cancelled, it closes in order
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        await serve_headend(options)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+    return run_until_stopped("headend", lambda: serve_headend(options), STOPPED)
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOptions:
