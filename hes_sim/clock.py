@@ -42,6 +42,10 @@ class SimClock:
         self.wall_anchor = time.time() if wall_anchor is None else wall_anchor
         self._running.set()
 
+    async def started(self) -> None:
+        """Return once the clock runs."""
+        await self._running.wait()
+
     @property
     def running(self) -> bool:
         return self.wall_anchor is not None

@@ -25,6 +25,12 @@ class FleetKeyring:
     def __repr__(self) -> str:
         return "FleetKeyring(<redacted>)"
 
+    @property
+    def secret(self) -> bytes:
+        """For this program's own processes (fleet shards, ingest workers), which derive
+        the same keys; never for a log or a report."""
+        return self._secret
+
     def keys_for(self, meter_id: str) -> Keys:
         return security.derive_keys(self._secret, meter_id)
 

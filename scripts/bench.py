@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +30,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import aiomqtt
 import psutil
+from bench_store import DEFAULT_DSN, pg_database  # scripts/, beside this file
 
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.clock import ManualClock, SimClock
+from hes_sim.clock import SimClock
 from hes_sim.events import EventBus, ReadStored
 from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.ingest_workers.pool import IngestWorkers
 from hes_sim.hes.service import HeadEnd
-from hes_sim.hes.store import SqliteStore
+from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.cosem.objects import object_model
@@ -45,16 +47,15 @@ from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.fleet import Fleet, build_meters
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.meter_sim.transport import aiomqtt_link_factory
-from hes_sim.protocols import frame, push, security, wrapper
+from hes_sim.protocols import frame, mqtt_codec, push, security, wrapper
 from hes_sim.protocols.topics import Channel, topic
 from hes_sim.runner.broker import PrivateMosquitto, find_mosquitto
 
 IST = timezone(timedelta(hours=5, minutes=30))
 START = datetime(2026, 11, 28, tzinfo=IST).timestamp()
-QUIET = logging.getLogger("bench.publisher")  # aiomqtt warns of every pending publish
-QUIET.setLevel(logging.ERROR)
 BENCH_KEYRING = FleetKeyring(b"bench fleet secret, not a real one")
-PUBLISH_WINDOW = 500  # QoS 1 publishes in flight at once (aiomqtt warns past ~1,000)
+STORE = "sqlite"  # or "postgresql": the head-end's store in the ingest bench (--store)
+PUBLISH_WINDOW = 1000  # QoS 1 publishes written before their PUBACKs are read
 
 
 def rss() -> int:
@@ -245,28 +246,64 @@ def burst(meters: int, intervals: int) -> list[tuple[str, bytes]]:
     return frames
 
 
-async def publish_all(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
+def publish_burst(broker: BrokerAddress, frames: list[tuple[str, bytes]]) -> float:
+    """QoS 1 publishes over one plain socket, a window at a time, each window's PUBACKs
+    read back before the next: the broker has queued them all when this returns."""
     started = time.perf_counter()
-    async with aiomqtt.Client(
-        broker.address.host, broker.address.port, max_inflight_messages=1000, logger=QUIET
-    ) as client:
+    with socket.create_connection((broker.host, broker.port)) as sock:
+        sock.sendall(mqtt_codec.encode(mqtt_codec.Connect("bench-publisher", 60)))
+        _receive_exactly(sock, 4)  # CONNACK
         for first in range(0, len(frames), PUBLISH_WINDOW):
             window = frames[first : first + PUBLISH_WINDOW]
-            await asyncio.gather(
-                *(client.publish(topic(m, Channel.UP), payload, qos=1) for m, payload in window)
+            sock.sendall(
+                b"".join(
+                    mqtt_codec.encode_publish(
+                        topic(meter_id, Channel.UP), payload, qos=1, packet_id=1 + n
+                    )
+                    for n, (meter_id, payload) in enumerate(window)
+                )
             )
+            _receive_exactly(sock, 4 * len(window))  # a PUBACK is 4 bytes
     return len(frames) / (time.perf_counter() - started)
 
 
-async def bench_head_end(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
-    with tempfile.TemporaryDirectory() as directory:
-        async with SqliteStore(Path(directory) / "reads.sqlite") as store:
-            clock = ManualClock(START + 86_400 * 30)
-            async with HeadEnd(
-                broker.address, store, clock, EventBus(), client_id="bench-hes"
-            ) as hes:
-                await asyncio.wait_for(hes.subscribed.wait(), 10)  # makes the session
-            await publish_all(broker, frames)  # queued at the broker for the session
+def _receive_exactly(sock: socket.socket, count: int) -> None:
+    while count:
+        chunk = sock.recv(count)
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        count -= len(chunk)
+
+
+async def publish_all(broker: PrivateMosquitto, frames: list[tuple[str, bytes]]) -> float:
+    return await asyncio.to_thread(publish_burst, broker.address, frames)
+
+
+async def bench_head_end(
+    broker: PrivateMosquitto, frames: list[tuple[str, bytes]], workers: int = 0
+) -> float:
+    """Reads stored per second by a head-end (``workers`` ingest processes, or none: its
+    own process) draining the burst queued at the broker for its persistent session(s)."""
+    with contextlib.ExitStack() as stack:
+        if STORE == "postgresql":
+            location = stack.enter_context(pg_database(os.environ.get("HES_PG_DSN", DEFAULT_DSN)))
+            if location is None:
+                return float("nan")
+        else:
+            location = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "r.sqlite")
+        async with open_store(location) as store:
+            # a month after the burst, so that no read is refused as from the future
+            clock = SimClock(START + 86_400 * 30, 1, wall_anchor=time.time())
+            pool = IngestWorkers(workers, location, BENCH_KEYRING.secret) if workers else None
+            policy = PushPolicy(keyring=BENCH_KEYRING, require_ciphered=True)
+
+            def head_end(bus: EventBus) -> HeadEnd:
+                return HeadEnd(broker.address, store, clock, bus, policy=policy,
+                               client_id="bench-hes", workers=pool)  # fmt: skip
+
+            async with head_end(EventBus()) as hes:
+                await asyncio.wait_for(hes.subscribed.wait(), 30)  # makes the session(s)
+            await publish_all(broker, frames)  # queued at the broker for the session(s)
             bus = EventBus()
             done = asyncio.Event()
             stored = 0
@@ -280,10 +317,7 @@ async def bench_head_end(broker: PrivateMosquitto, frames: list[tuple[str, bytes
 
             bus.subscribe(count)
             started = time.perf_counter()
-            policy = PushPolicy(keyring=BENCH_KEYRING, require_ciphered=True)
-            async with HeadEnd(
-                broker.address, store, clock, bus, policy=policy, client_id="bench-hes"
-            ):
+            async with head_end(bus):
                 await asyncio.wait_for(done.wait(), 600)
                 return len(frames) / (time.perf_counter() - started)
 
@@ -330,19 +364,21 @@ async def bench_mosquitto_sub(broker: PrivateMosquitto, frames: list[tuple[str, 
     return len(frames) / (time.perf_counter() - started)
 
 
-async def bench_ingest(meters: int, intervals: int) -> dict[str, float]:
+async def bench_ingest(meters: int, intervals: int, workers: list[int]) -> dict[str, float]:
     frames = burst(meters, intervals)
     async with PrivateMosquitto() as broker:
         publish_rate = await publish_all(broker, frames[: min(5000, len(frames))])
-    async with PrivateMosquitto() as broker:
-        hes_rate = await bench_head_end(broker, frames)
+    hes_rates = {}
+    for count in workers:
+        async with PrivateMosquitto() as broker:
+            hes_rates[count] = await bench_head_end(broker, frames, count)
     async with PrivateMosquitto() as broker:
         sub_rate = await bench_mosquitto_sub(broker, frames)
     return {
         "pushes": len(frames),
         "publisher_per_s": publish_rate,
-        "head_end_per_s": hes_rate,
         "mosquitto_sub_per_s": sub_rate,
+        **{f"head_end_{count}_per_s": rate for count, rate in hes_rates.items()},
     }
 
 
@@ -362,8 +398,18 @@ def main() -> None:
     )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--sizes", default="1000,5000", help="fleet sizes to connect")
-    parser.add_argument("--burst", default="2000x10", help="meters x intervals of the ingest burst")
+    parser.add_argument(
+        "--store", default="sqlite", choices=["sqlite", "postgresql"], help="ingest bench store"
+    )
+    parser.add_argument(
+        "--ingest-workers", default="0,1,2", help="head-end ingest worker counts to compare"
+    )
+    parser.add_argument(
+        "--burst", default="10000x10", help="meters x intervals of the ingest burst"
+    )
     options = parser.parse_args()
+    global STORE  # noqa: PLW0603 - a command-line choice, read by the ingest bench
+    STORE = options.store
 
     if options.what == "fleet-child":
         size, broker_url = int(options.args[0]), options.args[1]
@@ -402,15 +448,19 @@ def main() -> None:
             )
     if options.what in ("all", "ingest"):
         meters, intervals = (int(x) for x in options.burst.split("x"))
-        result = asyncio.run(bench_ingest(meters, intervals))
-        print(f"\ningest burst: {result['pushes']} pushes queued at the broker, then drained")
-        rows = (
-            ("head-end: decipher, decode, validate, store", result["head_end_per_s"], "reads/s"),
-            ("mosquitto_sub alone, same stream", result["mosquitto_sub_per_s"], "msgs/s"),
-            ("(publisher: one aiomqtt client)", result["publisher_per_s"], "msgs/s"),
+        workers = [int(x) for x in options.ingest_workers.split(",")]
+        result = asyncio.run(bench_ingest(meters, intervals, workers))
+        print(
+            f"\ningest burst: {result['pushes']:,} suite-0 pushes queued at the broker, then"
+            " drained (decipher, check, decode, validate, store in " + STORE + ")"
         )
-        for label, rate, unit in rows:
-            print(f"  {label:<46} {rate:>9.0f} {unit}")
+        raw = result["mosquitto_sub_per_s"]
+        print(f"  {'mosquitto_sub alone, same stream':<46} {raw:>9.0f} msgs/s")
+        for count in workers:
+            rate = result[f"head_end_{count}_per_s"]
+            label = f"head-end, {count} ingest workers" if count else "head-end, in its own process"
+            print(f"  {label:<46} {rate:>9.0f} reads/s  {rate / raw:.3f} x mosquitto_sub")
+        print(f"  {'(publisher: one socket, QoS 1)':<46} {result['publisher_per_s']:>9.0f} msgs/s")
     if options.what in ("all", "proxy"):
         print("\n4G link proxy (2,000 aiomqtt clients, zero-delay radio, proxy in its own process)")
         proxy = subprocess.run(

@@ -35,6 +35,7 @@ from hes_sim.hes.export.exporter import Exporter
 from hes_sim.hes.export.policy import ExportSettings
 from hes_sim.hes.export.sinks import Sink
 from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.ingest_workers.pool import IngestWorkers
 from hes_sim.hes.inventory import Inventory, MeterInfo
 from hes_sim.hes.meter_sessions import Exchange, MeterSessions
 from hes_sim.hes.metrics import NodeGauges
@@ -100,6 +101,7 @@ class NodeOptions:
     export: ExportOptions | None = None  # None: reads are not exported
     seed: int = 0
     client_id: str = "hes-ingest-1"
+    ingest_workers: int = 0  # 0: pushes are stored by the head-end's own process
 
 
 class HeadEndNode:
@@ -141,6 +143,12 @@ class HeadEndNode:
                 # look a few times per threshold, on the wall clock of this run
                 every = clock.wall_seconds(options.silence_s) / 4
                 silence = SilencePolicy(options.silence_s, every)
+            workers = None
+            if options.ingest_workers:
+                workers = IngestWorkers(
+                    options.ingest_workers, str(options.db_path), options.keyring.secret,
+                    export_interval_s=export_interval,
+                )  # fmt: skip
             self.hes = HeadEnd(
                 options.broker,
                 self.store,
@@ -151,6 +159,7 @@ class HeadEndNode:
                 metrics_host=options.metrics_host,
                 metrics_port=options.metrics_port,
                 silence=silence,
+                workers=workers,
             )
             for meter_id, at in (await self.store.run_sql(register.last_seen)).items():
                 self.hes.presence.seen_before(meter_id, at)

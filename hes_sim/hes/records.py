@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from hes_sim.protocols.block_load import BlockLoadEntry, Quantity
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen: a frozen dataclass's __init__ costs ~3 us against ~0.6 us, and the
+# head-end builds one of these for every push it takes
+@dataclass(slots=True)
 class ReadRecord:
     meter_id: str
     interval_end: int  # simulated Unix seconds
@@ -23,20 +25,19 @@ class ReadRecord:
 
     @classmethod
     def from_entry(cls, meter_id: str, entry: BlockLoadEntry, received_at: float) -> ReadRecord:
+        layout, values = entry.layout, entry.values
+        at = layout.positions
         return cls(
             meter_id=meter_id,
             interval_end=int(entry.clock.timestamp()),
-            layout=entry.layout.name,
+            layout=layout.name,
             voltage_v=round(entry.average_voltage(), 2),
             current_a=round(entry.average_current(), 3),
-            wh_import=entry.raw(Quantity.WH_IMPORT),
-            wh_export=entry.raw(Quantity.WH_EXPORT),
-            vah_import=entry.raw(Quantity.VAH_IMPORT),
-            vah_export=entry.raw(Quantity.VAH_EXPORT),
-            registers={
-                column.quantity.value: value
-                for column, value in zip(entry.layout.columns, entry.values, strict=True)
-            },
+            wh_import=values[at[Quantity.WH_IMPORT]],
+            wh_export=values[at[Quantity.WH_EXPORT]],
+            vah_import=values[at[Quantity.VAH_IMPORT]],
+            vah_export=values[at[Quantity.VAH_EXPORT]],
+            registers=dict(zip(layout.quantity_names, values, strict=True)),
             received_at=received_at,
         )
 

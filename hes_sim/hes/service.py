@@ -1,8 +1,10 @@
 """The head-end process's long-lived part: MQTT subscription, ingest and metrics.
 
-An async context manager owning a TaskGroup with named tasks: ``hes:mqtt:{n}`` reads
-broker n (and reconnects with jittered back-off when it vanishes) and ``hes:ingest``
-decodes and stores in batches. A fleet spread over several brokers is read from all of
+An async context manager owning a TaskGroup with named tasks: ``hes:mqtt:{n}`` holds
+the connection to broker n (a :class:`BrokerLink`; it reconnects with jittered back-off
+when the broker vanishes) and ``hes:ingest`` decodes and stores in batches. Pushes wait
+in a bounded buffer; when it is full the head-end stops reading, and the brokers keep the
+backlog. A fleet spread over several brokers is read from all of
 them; a request goes out through the broker its meter was last heard on. Shutdown is
 two-phase: stop reading, let ingest drain the queue for a grace period, then cancel.
 """
@@ -11,23 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
-import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry
 
-from hes_sim.backoff import Backoff
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.clock import Clock
+from hes_sim.clock import Clock, SimClock
 from hes_sim.errors import BrokerError, CodecError
 from hes_sim.events import (
     DecodeFailed,
@@ -37,7 +34,10 @@ from hes_sim.events import (
     MeterOffline,
     MeterOnline,
 )
-from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
+from hes_sim.hes.broker_link import BrokerLink, hold_link
+from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response
+from hes_sim.hes.ingest_queue import IngestQueue
+from hes_sim.hes.ingest_workers.pool import IngestPool, IngestWorkers, PoolCallbacks
 from hes_sim.hes.metrics import BusinessMetrics, HesMetrics
 from hes_sim.hes.presence import MeterPresence
 from hes_sim.hes.store import ReadStore
@@ -47,7 +47,6 @@ from hes_sim.protocols.topics import Channel, MeterState
 
 log = structlog.get_logger(__name__)
 
-SESSION_EXPIRY_S = 3600  # the broker keeps our QoS 1 backlog this long across a reconnect
 LATE_ANSWER_WINDOW = 4.0  # an answer later than four timeouts is taken as never coming
 
 
@@ -73,6 +72,7 @@ class HeadEnd:
         batch_size: int = 500,
         shutdown_grace_s: float = 10.0,
         silence: SilencePolicy | None = None,
+        workers: IngestWorkers | None = None,
     ) -> None:
         self._brokers = [broker] if isinstance(broker, BrokerAddress) else list(broker)
         if not self._brokers:
@@ -80,18 +80,33 @@ class HeadEnd:
         self._clock = clock
         self._bus = bus
         self._client_id = client_id
-        self._batch_size = batch_size
         self._grace_s = shutdown_grace_s
         self._silence = silence  # None: trust the state topic and last will only
-        self._queue: asyncio.Queue[InboundPush] = asyncio.Queue(maxsize=queue_size)
-        self._ingest = Ingest(store, clock, bus, policy)
+        policy = policy or PushPolicy()
+        self._queue = IngestQueue(
+            Ingest(store, clock, bus, policy),
+            size=queue_size,
+            batch_size=batch_size,
+            pause=lambda: self._each_link(BrokerLink.pause),
+            resume=lambda: self._each_link(BrokerLink.resume),
+        )
+        self._pool: IngestPool | None = None
+        if workers is not None:
+            if not isinstance(clock, SimClock):
+                raise TypeError("ingest workers follow a SimClock")
+            self._pool = IngestPool(
+                workers, self._brokers, clock, bus,
+                PoolCallbacks(self._heard, self._answer_from_worker, self._worker_subscribed),
+                require_ciphered=policy.require_ciphered, client_id=client_id,
+                queue_size=queue_size, batch_size=batch_size,
+            )  # fmt: skip
         self.presence = MeterPresence(clock)
         self.registry = CollectorRegistry()
         bus.subscribe(BusinessMetrics(self.registry))
         bus.subscribe(
             HesMetrics(
                 self.registry,
-                queue_depth=self._queue.qsize,
+                queue_depth=lambda: self.queue_depth,
                 meters_online=lambda: self.presence.online,
             )
         )
@@ -100,7 +115,7 @@ class HeadEnd:
             self.registry, metrics_host, metrics_port, healthy=self.subscribed.is_set
         )
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[int, aiomqtt.Client] = {}  # by broker index, while connected
+        self._links: dict[int, BrokerLink] = {}  # by broker index, while connected
         self._broker_of: dict[str, int] = {}  # meter -> the broker it was last heard on
         # one outstanding request per meter: its future, removed when the exchange ends
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -113,12 +128,14 @@ class HeadEnd:
 
     async def __aenter__(self) -> Self:
         await self._stack.enter_async_context(self.metrics)
+        if self._pool is not None:
+            await self._stack.enter_async_context(self._pool)
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._readers = [
             group.create_task(self._read_broker(index), name=f"hes:mqtt:{index}")
             for index in range(len(self._brokers))
         ]
-        self._writer = group.create_task(self._ingest_loop(), name="hes:ingest")
+        self._writer = group.create_task(self._queue.run(), name="hes:ingest")
         if self._silence is not None:
             self._sweeper = group.create_task(self._sweep(self._silence), name="hes:silence")
         return self
@@ -133,7 +150,7 @@ class HeadEnd:
             reader.cancel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._grace_s):
-                await self.drained()
+                await self._queue.drained()
         for task in (self._writer, self._sweeper):
             if task is not None:
                 task.cancel()
@@ -141,81 +158,89 @@ class HeadEnd:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue) + (0 if self._pool is None else self._pool.queue_depth)
+
+    @property
+    def ingest_worker_restarts(self) -> int:
+        return 0 if self._pool is None else self._pool.restarts
 
     async def drained(self) -> None:
         """Until every message received so far has been decoded and stored."""
-        await self._queue.join()
+        await self._queue.drained()
+        if self._pool is not None:
+            await self._pool.drained()
 
-    async def _read_broker(self, index: int) -> None:
+    def _read_broker(self, index: int) -> Coroutine[None, None, NoReturn]:
         broker = self._brokers[index]
-        backoff = Backoff(random.Random(), base=0.2, cap=10.0)
-        sessions = 0
-        while True:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_S
-            client = aiomqtt.Client(
-                broker.host,
-                broker.port,
-                identifier=self._client_id,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                # resume our session (and the pushes queued for it) across reconnects and
-                # restarts; a new session is made when the broker has none
-                clean_start=False,
-                properties=properties,
-                keepalive=30,
-            )
-            try:
-                async with client:
-                    await client.subscribe(topics.subscription(Channel.UP, shared=True), qos=1)
-                    await client.subscribe(topics.subscription(Channel.STATE), qos=1)
-                    sessions += 1
-                    self._clients[index] = client
-                    backoff.reset()
-                    if len(self._clients) == len(self._brokers):
-                        self.subscribed.set()
-                    self._bus.emit(HeadEndSubscribed(str(broker), sessions))
-                    log.info("hes_subscribed", broker=str(broker), client_id=self._client_id)
-                    async for message in client.messages:
-                        topic_name, payload = str(message.topic), message.payload
-                        await self._route(topic_name, payload, message.retain, index)
-            except aiomqtt.MqttError as exc:
-                self._clients.pop(index, None)
-                self.subscribed.clear()
-                delay = backoff.next_delay()
-                log.warning(
-                    "hes_broker_lost",
-                    broker=str(broker),
-                    error=str(exc),
-                    retry_in_s=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
+        filters = [(topics.subscription(Channel.STATE), 1)]
+        if self._pool is None:  # else the workers read the up topics
+            filters.insert(0, (topics.subscription(Channel.UP, shared=True), 1))
 
-    async def _route(
-        self, topic_name: str, payload: object, retained: bool = False, broker: int = 0
-    ) -> None:
+        def on_message(topic_name: str, payload: bytes, retained: bool) -> None:
+            self._route(topic_name, payload, retained, index)
+
+        def on_up(link: BrokerLink, sessions: int) -> None:
+            self._links[index] = link
+            if self._queue.paused:
+                link.pause()
+            self._bus.emit(HeadEndSubscribed(str(broker), sessions))
+            log.info("hes_subscribed", broker=str(broker), client_id=self._client_id)
+            self._check_subscribed()
+
+        def on_down(link: BrokerLink) -> None:
+            if self._links.get(index) is link:
+                del self._links[index]
+            self.subscribed.clear()
+
+        return hold_link(
+            broker, self._client_id, tuple(filters), on_message, on_up=on_up, on_down=on_down
+        )
+
+    def _check_subscribed(self) -> None:
+        if len(self._links) == len(self._brokers) and (
+            self._pool is None or self._pool.subscribed_everywhere()
+        ):
+            self.subscribed.set()
+
+    def _worker_subscribed(self, broker: int, sessions: int) -> None:
+        self._bus.emit(HeadEndSubscribed(str(self._brokers[broker]), sessions))
+        self._check_subscribed()
+
+    def _each_link(self, action: Callable[[BrokerLink], None]) -> None:
+        for link in self._links.values():
+            action(link)
+
+    def _route(self, topic_name: str, data: bytes, retained: bool = False, broker: int = 0) -> None:
         try:
             meter_id, channel = topics.parse(topic_name)
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, None))
             log.warning("message_rejected", topic=topic_name, error=str(exc))
             return
-        self._broker_of[meter_id] = broker
-        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        if channel is Channel.UP and self.presence.touch(meter_id):
-            self._bus.emit(MeterOnline(meter_id))
-        if channel is Channel.UP and _is_response(data):
-            self._on_response(meter_id, data)
-        elif channel is Channel.UP:
-            await self._queue.put(InboundPush(meter_id, data, self._clock.now()))
+        if channel is Channel.UP:
+            self._heard(meter_id, broker)
+            if is_response(data):
+                self._on_response(meter_id, data)
+            else:
+                self._queue.put(InboundPush(meter_id, data, self._clock.now()))
         elif channel is Channel.STATE:
+            self._broker_of[meter_id] = broker
             self._on_state(meter_id, data, retained=retained)
+
+    def _heard(self, meter_id: str, broker: int) -> None:
+        self._broker_of[meter_id] = broker
+        if self.presence.touch(meter_id):
+            self._bus.emit(MeterOnline(meter_id))
+
+    def _answer_from_worker(self, meter_id: str, data: bytes, broker: int) -> None:
+        self._broker_of[meter_id] = broker
+        self._on_response(meter_id, data)
 
     async def exchange(self, meter_id: str, apdu: bytes, timeout_s: float) -> bytes:
         """Send one request APDU to a meter and wait (wall seconds) for its answer."""
         index = self._broker_of.get(meter_id, 0)
-        client = self._clients.get(index)
-        if client is None:
+        link = self._links.get(index)
+        if link is None:
             raise BrokerError(f"the head-end is not connected to {self._brokers[index]}")
         if meter_id in self._waiting:
             raise RuntimeError(f"a request to {meter_id} is already outstanding")
@@ -224,8 +249,8 @@ class HeadEnd:
         try:
             frame = wrapper.wrap(apdu, wrapper.HES_CLIENT_WPORT, wrapper.METER_WPORT)
             try:
-                await client.publish(topics.topic(meter_id, Channel.DOWN), frame, qos=1)
-            except aiomqtt.MqttError as exc:
+                await link.publish(topics.topic(meter_id, Channel.DOWN), frame)
+            except BrokerError as exc:
                 raise BrokerError(f"request to {meter_id} not sent: {exc}") from exc
             try:
                 async with asyncio.timeout(timeout_s):
@@ -289,22 +314,3 @@ class HeadEnd:
             for meter_id in self.presence.sweep(silence.threshold_s):
                 log.info("meter_silent", meter_id=meter_id, silence_s=silence.threshold_s)
                 self._bus.emit(MeterOffline(meter_id))
-
-    async def _ingest_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._ingest.process(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-
-def _is_response(frame: bytes) -> bool:
-    """Pushes are addressed to the push wPort; answers to requests to the client's."""
-    return (
-        len(frame) >= wrapper.HEADER_SIZE
-        and int.from_bytes(frame[4:6], "big") == wrapper.HES_CLIENT_WPORT
-    )

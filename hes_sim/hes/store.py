@@ -245,7 +245,8 @@ class SqliteStore(SqlStore):
         return self._path
 
     def _connect(self) -> Connection:
-        db = sqlite3.connect(self._path, isolation_level=None)
+        # several processes may write (ingest workers): wait for the lock, do not fail
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         return SqliteConnection(db)

@@ -7,7 +7,7 @@ holds only its clock and raw register values, as sent on the wire.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
@@ -53,16 +53,46 @@ class Column:
     unit: str
 
 
+_PHASE_VOLTAGES = (Quantity.VOLTAGE_R, Quantity.VOLTAGE_Y, Quantity.VOLTAGE_B)
+_PHASE_CURRENTS = (Quantity.CURRENT_R, Quantity.CURRENT_Y, Quantity.CURRENT_B)
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileLayout:
     name: str
     columns: tuple[Column, ...]  # the registers after the clock, in capture order
+    # derived once: the head-end looks registers up for every read it stores
+    positions: dict[Quantity, int] = field(init=False, repr=False, compare=False, hash=False)
+    quantity_names: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+    # (position, scale) of the voltage and the current columns averaged for a read
+    voltage_terms: tuple[tuple[int, float], ...] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    current_terms: tuple[tuple[int, float], ...] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        positions = {column.quantity: i for i, column in enumerate(self.columns)}
+        object.__setattr__(self, "positions", positions)
+        object.__setattr__(self, "quantity_names", tuple(c.quantity.value for c in self.columns))
+        for name, single, phases in (
+            ("voltage_terms", Quantity.VOLTAGE, _PHASE_VOLTAGES),
+            ("current_terms", Quantity.CURRENT, _PHASE_CURRENTS),
+        ):
+            averaged = (single,) if single in positions else phases
+            terms = tuple(
+                (positions[q], 10.0 ** self.columns[positions[q]].scaler)
+                for q in averaged
+                if q in positions
+            )
+            object.__setattr__(self, name, terms)
 
     def index(self, quantity: Quantity) -> int:
-        for i, column in enumerate(self.columns):
-            if column.quantity is quantity:
-                return i
-        raise KeyError(f"{quantity} is not captured by {self.name}")
+        try:
+            return self.positions[quantity]
+        except KeyError:
+            raise KeyError(f"{quantity} is not captured by {self.name}") from None
 
     @property
     def signature(self) -> tuple[DlmsType, ...]:
@@ -148,14 +178,16 @@ class BlockLoadEntry:
 
     def average_voltage(self) -> float:
         """Average voltage in V: the captured average, or the mean of the phase voltages."""
-        if Quantity.VOLTAGE in {c.quantity for c in self.layout.columns}:
-            return self.scaled(Quantity.VOLTAGE)
-        phases = (Quantity.VOLTAGE_R, Quantity.VOLTAGE_Y, Quantity.VOLTAGE_B)
-        return sum(self.scaled(q) for q in phases) / len(phases)
+        return self._average(self.layout.voltage_terms)
 
     def average_current(self) -> float:
         """Average current in A: the captured average, or the mean of the phase currents."""
-        if Quantity.CURRENT in {c.quantity for c in self.layout.columns}:
-            return self.scaled(Quantity.CURRENT)
-        phases = (Quantity.CURRENT_R, Quantity.CURRENT_Y, Quantity.CURRENT_B)
-        return sum(self.scaled(q) for q in phases) / len(phases)
+        return self._average(self.layout.current_terms)
+
+    def _average(self, terms: tuple[tuple[int, float], ...]) -> float:
+        if not terms:
+            raise KeyError(f"{self.layout.name} captures no such quantity")
+        if len(terms) == 1:
+            position, scale = terms[0]
+            return self.values[position] * scale
+        return sum(self.values[position] * scale for position, scale in terms) / len(terms)

@@ -311,6 +311,44 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
     return packet
 
 
+def parse_publish(data: bytes) -> tuple[str, bytes, int | None, bool]:
+    """Topic, payload, packet id and retain flag of one whole PUBLISH in ``data``.
+
+    The head-end's hot path: the checks :func:`decode` makes of a PUBLISH, without the
+    packet object; any other packet, or bad bytes, raise CodecError.
+    """
+    header = _fixed_header(data)
+    if header is None or len(data) != header[0] + header[1]:
+        raise CodecError("truncated", f"{len(data)} bytes are not one whole packet")
+    first = data[0]
+    if first >> 4 != PacketType.PUBLISH:
+        raise CodecError("unexpected", f"packet type {first >> 4} is not PUBLISH")
+    qos = (first >> 1) & 0x03
+    if qos > 1:
+        raise CodecError("flags" if qos == 3 else "unsupported", f"PUBLISH with QoS {qos}")
+    if first & 0x08 and not qos:
+        raise CodecError("flags", "DUP set on a QoS 0 PUBLISH")
+    at = header[0] + 2
+    end = at + int.from_bytes(data[at - 2 : at], "big")
+    if at > len(data) or end > len(data):
+        raise CodecError("truncated", "topic runs past the packet")
+    try:
+        topic = data[at:end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodecError("bad_string", f"not UTF-8: {exc}") from None
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        raise CodecError("topic", f"topic name {topic!r} is empty or not a name")
+    packet_id = None
+    if qos:
+        packet_id = int.from_bytes(data[end : end + 2], "big")
+        end += 2
+        if end > len(data):
+            raise CodecError("truncated", "packet id runs past the packet")
+        if packet_id == 0:
+            raise CodecError("packet_id", "packet id 0")
+    return topic, data[end:], packet_id, bool(first & 0x01)
+
+
 def _fixed_header(head: bytes | bytearray | memoryview) -> tuple[int, int] | None:
     """(fixed header size, remaining length), or None while the header is incomplete."""
     if not head:

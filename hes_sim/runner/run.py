@@ -238,6 +238,7 @@ class ScenarioRun:
                 )
             ),
             seed=scenario.seed,
+            ingest_workers=scenario.headend.ingest_workers,
         )
 
     def _prepaid_options(self) -> PrepaidOptions | None:

@@ -175,6 +175,13 @@ class HeadEndSpec(Strict):
     command_concurrency: int = Field(default=32, ge=1)
     per_cell_command_limit: int = Field(default=8, ge=1)
     backfill: BackfillSpec = BackfillSpec()
+    ingest_workers: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="processes that take the pushes from the brokers' shared subscription "
+        "and store them (0: the head-end's own process does)",
+    )
 
 
 class CommandEvent(Strict):

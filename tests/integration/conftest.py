@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hes_sim.clock import SimClock
 from hes_sim.events import Event, EventBus
 from hes_sim.hes.ingest import PushPolicy
+from hes_sim.hes.ingest_workers.pool import IngestWorkers
 from hes_sim.hes.meter_sessions import MeterSessions
 from hes_sim.hes.service import HeadEnd
 from hes_sim.hes.store import SqliteStore
@@ -93,7 +94,13 @@ class LiveFleet:
 
 @contextlib.asynccontextmanager
 async def live_fleet(
-    directory: Path, broker: PrivateMosquitto, start: float, *, time_scale: float, hours: float
+    directory: Path,
+    broker: PrivateMosquitto,
+    start: float,
+    *,
+    time_scale: float,
+    hours: float,
+    ingest_workers: int = 0,
 ) -> AsyncIterator[LiveFleet]:
     keyring = FleetKeyring(b"integration test fleet secret")
     bus = EventBus()
@@ -101,9 +108,15 @@ async def live_fleet(
     clock = SimClock(start, time_scale=time_scale)
     tz = timezone(timedelta(hours=5, minutes=30))
     meters = build_meters({MeterKind.SINGLE_PHASE: 3}, 5, tz)
+    store_path = directory / "hes.sqlite"
+    workers = (
+        IngestWorkers(ingest_workers, str(store_path), keyring.secret) if ingest_workers else None
+    )
     async with (
-        SqliteStore(directory / "hes.sqlite") as store,
-        HeadEnd(broker.address, store, clock, bus, policy=PushPolicy(keyring, True)) as hes,
+        SqliteStore(store_path) as store,
+        HeadEnd(
+            broker.address, store, clock, bus, policy=PushPolicy(keyring, True), workers=workers
+        ) as hes,
         Fleet(
             meters,
             aiomqtt_link_factory(broker.address),

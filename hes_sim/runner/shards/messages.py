@@ -1,23 +1,19 @@
 """What the run and its fleet processes say to each other, framed on a pipe.
 
-Both ends are this program: the frames are pickles (events are frozen dataclasses) behind
-a 4-byte length. A frame that does not decode is a :class:`ShardError`, never a crash of
-the reader's loop.
+Framed by :mod:`hes_sim.pipe_frames`; a frame that does not decode is a
+:class:`ShardError`, never a crash of the reader's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import pickle
-import struct
 import zlib
 from dataclasses import dataclass
+from typing import cast
 
+from hes_sim import pipe_frames
 from hes_sim.errors import HesSimError
 from hes_sim.events import Event
-
-_LENGTH = struct.Struct(">I")
-MAX_FRAME = 64 * 1024 * 1024
 
 
 class ShardError(HesSimError):
@@ -76,30 +72,14 @@ ToWorker = Hello | Start | Power | Stop
 FromWorker = Status | Events
 
 
+_KINDS = (Hello, Start, Power, Stop, Status, Events)
+
+
 def frame(message: ToWorker | FromWorker) -> bytes:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(body)) + body
+    return pipe_frames.frame(message)
 
 
 async def read_message(reader: asyncio.StreamReader) -> ToWorker | FromWorker | None:
     """The next message, or None at the end of the stream."""
-    try:
-        head = await reader.readexactly(_LENGTH.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise ShardError("a fleet pipe ended inside a frame header") from exc
-        return None
-    (length,) = _LENGTH.unpack(head)
-    if length > MAX_FRAME:
-        raise ShardError(f"a fleet frame of {length} bytes is over the limit")
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ShardError("a fleet pipe ended inside a frame") from exc
-    try:
-        message = pickle.loads(body)  # noqa: S301 - both ends are this program, on a pipe
-    except Exception as exc:  # a damaged pickle raises errors of many kinds
-        raise ShardError(f"a fleet frame did not decode: {exc!r}") from exc
-    if not isinstance(message, Hello | Start | Power | Stop | Status | Events):
-        raise ShardError(f"a fleet frame held a {type(message).__name__}")
-    return message
+    message = await pipe_frames.read_frame(reader, _KINDS, ShardError, "fleet")
+    return cast(ToWorker | FromWorker | None, message)

@@ -1,0 +1,1 @@
+"""Ingest spread over worker processes on the brokers' shared subscription."""
