@@ -57,7 +57,6 @@ class AiomqttMeterLink:
 
     async def receive(self) -> AsyncIterator[bytes]:
         try:
-            await self._client.subscribe(self._down, qos=1)
             async for message in self._client.messages:
                 if isinstance(message.payload, bytes | bytearray):
                     yield bytes(message.payload)
@@ -97,6 +96,8 @@ def aiomqtt_link_factory(
             raise BrokerError(f"{meter_id} could not connect to {broker}: {exc}") from exc
         try:
             elapsed = time.perf_counter() - started
+            # subscribed before saying "online": a request sent on hearing it is not lost
+            await client.subscribe(topic(meter_id, Channel.DOWN), qos=1)
             await client.publish(state, MeterState.ONLINE.encode(), qos=1, retain=True)
             link = AiomqttMeterLink(client, meter_id, elapsed)
             yield link
