@@ -40,6 +40,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     headend.add_argument("--api-port", type=int, help="operator API port (default: HES_API_PORT)")
     headend.add_argument("--metrics-port", type=int, help="/metrics port (default: free)")
+    headend.add_argument(
+        "--ingest-workers",
+        type=int,
+        choices=range(33),
+        metavar="N",
+        help="processes that take and store the pushes, on the brokers' shared subscription "
+        "(default: the scenario's headend.ingest_workers, else 0: this process)",
+    )
 
 
 def headend_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,4 +88,5 @@ def _options(args: argparse.Namespace, settings: Settings) -> HeadEndProcessOpti
         metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
         scenario=scenario,
         wall_anchor=args.wall_anchor,
+        ingest_workers=args.ingest_workers,
     )

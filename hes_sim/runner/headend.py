@@ -39,6 +39,7 @@ class HeadEndProcessOptions:
     metrics_port: int = 0
     scenario: Scenario | None = None
     wall_anchor: float | None = None  # wall time of the scenario's start; None: now
+    ingest_workers: int | None = None  # None: the scenario's, or none without one
 
 
 def _clock(options: HeadEndProcessOptions) -> SimClock:
@@ -64,6 +65,7 @@ def node_options(options: HeadEndProcessOptions) -> NodeOptions:
         metrics_host=options.metrics_host,
         metrics_port=options.metrics_port,
         api=options.api,
+        ingest_workers=options.ingest_workers or 0,
     )
     scenario = options.scenario
     if scenario is None:
@@ -79,6 +81,11 @@ def node_options(options: HeadEndProcessOptions) -> NodeOptions:
         schedule=scenario.schedule(),
         backfill=scenario.backfill_settings(),
         seed=scenario.seed,
+        ingest_workers=(
+            scenario.headend.ingest_workers
+            if options.ingest_workers is None
+            else options.ingest_workers
+        ),
     )
 
 
