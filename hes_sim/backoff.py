@@ -28,6 +28,8 @@ class LazyRandom:
 
 
 class Backoff:
+    __slots__ = ("_rng", "attempt", "base", "cap")  # one per meter: no __dict__
+
     def __init__(self, rng: Draws, base: float, cap: float) -> None:
         if not 0 < base <= cap:
             raise ValueError(f"need 0 < base <= cap, got base={base} cap={cap}")

@@ -31,7 +31,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
-from bench_store import DEFAULT_DSN, pg_database  # scripts/, beside this file
+from bench_figures import record  # scripts/, beside this file
+from bench_store import DEFAULT_DSN, pg_database
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
@@ -460,6 +461,13 @@ def main() -> None:
             rate = result[f"head_end_{count}_per_s"]
             label = f"head-end, {count} ingest workers" if count else "head-end, in its own process"
             print(f"  {label:<46} {rate:>9.0f} reads/s  {rate / raw:.3f} x mosquitto_sub")
+            record(
+                f"HES ingest / mosquitto_sub, {count} workers" if count else
+                "HES ingest / mosquitto_sub, in process",
+                rate / raw, "ratio", target=">= 0.5",
+                note=f"{rate:,.0f} reads/s against {raw:,.0f} msgs/s, {result['pushes']:,} "
+                f"pushes, {STORE}",
+            )  # fmt: skip
         print(f"  {'(publisher: one socket, QoS 1)':<46} {result['publisher_per_s']:>9.0f} msgs/s")
     if options.what in ("all", "proxy"):
         print("\n4G link proxy (2,000 aiomqtt clients, zero-delay radio, proxy in its own process)")

@@ -8,6 +8,7 @@ up to the total.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -68,8 +69,20 @@ class MeterLedger:
     cumulative_vah: int = 0
     tou_wh: list[int] = field(default_factory=lambda: [0] * len(TOU_ZONE_STARTS))
     period: _Period = field(default_factory=_Period)
-    billing: deque[BillingRecord] = field(default_factory=lambda: deque(maxlen=BILLING_HISTORY))
-    daily: deque[DailyRecord] = field(default_factory=lambda: deque(maxlen=DAILY_HISTORY))
+    # made at the first record: an empty deque is about 760 bytes, and a meter of a short
+    # run (or a fresh one) has neither a midnight nor a billing reset behind it
+    _billing: deque[BillingRecord] | None = None
+    _daily: deque[DailyRecord] | None = None
+
+    @property
+    def billing(self) -> Sequence[BillingRecord]:
+        """Billing profile rows, oldest first (the last BILLING_HISTORY)."""
+        return () if self._billing is None else self._billing
+
+    @property
+    def daily(self) -> Sequence[DailyRecord]:
+        """Daily profile rows, oldest first (the last DAILY_HISTORY)."""
+        return () if self._daily is None else self._daily
 
     def add_block(
         self, end: datetime, interval_s: float, wh: int, vah: int, supplied_s: float
@@ -90,13 +103,18 @@ class MeterLedger:
         if demand_va > period.md_va:
             period.md_va, period.md_va_at = demand_va, end.timestamp()
         if end.hour == 0 and end.minute == 0:
-            self.daily.append(DailyRecord(end.timestamp(), self.cumulative_wh, self.cumulative_vah))
+            if self._daily is None:
+                self._daily = deque(maxlen=DAILY_HISTORY)
+            record = DailyRecord(end.timestamp(), self.cumulative_wh, self.cumulative_vah)
+            self._daily.append(record)
             if end.day == 1:
                 self._reset(end.timestamp())
 
     def _reset(self, at: float) -> None:
         period = self.period
-        self.billing.append(
+        if self._billing is None:
+            self._billing = deque(maxlen=BILLING_HISTORY)
+        self._billing.append(
             BillingRecord(
                 reset_at=at,
                 cumulative_wh=self.cumulative_wh,

@@ -1,16 +1,20 @@
-"""The fleet: every meter's runtime in one TaskGroup, owned by an async context manager.
+"""The fleet: every meter's runtime, its work in one TaskGroup, owned by an async context
+manager.
 
-Shutdown is two-phase: ``stopping`` is set so that meters say goodbye and disconnect;
-whatever is still running after the grace period is cancelled.
+A meter holds a task only while it works (see :mod:`hes_sim.meter_sim.runtime`); the
+fleet owns those tasks, and one :class:`WakeScheduler` that wakes its idle meters.
+Shutdown is two-phase: ``stopping`` is set and every meter woken, so that meters say
+goodbye and disconnect; whatever is still running after the grace period is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import timezone
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -21,8 +25,9 @@ from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.server import Identity
 from hes_sim.meter_sim.grid import GridSpec, build_grid
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter, meter_seed
-from hes_sim.meter_sim.runtime import MeterRuntime, RunPlan, ServiceGate
+from hes_sim.meter_sim.runtime import FleetShared, MeterRuntime, RunPlan, ServiceGate
 from hes_sim.meter_sim.transport import LinkFactory
+from hes_sim.meter_sim.wakeups import WakeScheduler
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +63,23 @@ class Fleet:
         self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
         self._grace_s = shutdown_grace_s
-        slots = asyncio.Semaphore(connect_concurrency)
+        self._wakeups = WakeScheduler()
+        self._group = asyncio.TaskGroup()
+        self._working: set[asyncio.Task[None]] = set()  # the meters' tasks running now
+        shared = FleetShared(
+            link_factory,
+            bus,
+            time_scale,
+            asyncio.Semaphore(connect_concurrency),
+            self._plan,
+            self._stopping,
+            clock,
+            self._wakeups,
+            self._spawn,
+            cipher_pushes=cipher_pushes and keyring is not None,
+            service=service,
+            on_power_loss=on_power_loss,
+        )
         self.runtimes: list[MeterRuntime] = []
         counter_floor = int(time.time())
         for meter in meters:
@@ -72,36 +93,29 @@ class Fleet:
             self.runtimes.append(
                 MeterRuntime(
                     meter,
-                    link_factory,
-                    bus,
+                    shared,
                     # the push setup's repetition delay paces a meter's retries
                     backoff=Backoff(rng, base, max(reconnect_cap_s, base)),
-                    time_scale=time_scale,
-                    connect_slots=slots,
-                    plan=self._plan,
-                    stopping=self._stopping,
-                    clock=clock,
                     identity=None
                     if keyring is None
                     else Identity(
                         keyring.system_title_for(meter.meter_id), keyring.keys_for(meter.meter_id)
                     ),
-                    cipher_pushes=cipher_pushes,
-                    service=service,
-                    on_power_loss=on_power_loss,
                     rng=LazyRandom(meter_seed(seed, meter.meter_id) ^ 0xB007),
                 )
             )
         self._by_id = {runtime.meter.meter_id: runtime for runtime in self.runtimes}
-        self._group = asyncio.TaskGroup()
-        self._tasks: list[asyncio.Task[None]] = []
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = self._group.create_task(work, name=name)
+        self._working.add(task)
+        task.add_done_callback(self._working.discard)
+        return task
 
     async def __aenter__(self) -> Fleet:
         await self._group.__aenter__()
         for runtime in self.runtimes:
-            self._tasks.append(
-                self._group.create_task(runtime.run(), name=f"meter:{runtime.meter.meter_id}")
-            )
+            runtime.wake()  # each connects, then parks until its first push
         return self
 
     async def __aexit__(
@@ -113,12 +127,18 @@ class Fleet:
         self._stopping.set()
         if not self._plan.done():
             self._plan.set_result(None)  # meters still waiting for the start just leave
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            _done, still_running = await asyncio.wait(pending, timeout=self._grace_s)
-            if still_running:
-                log.warning("fleet_shutdown_cancelling", tasks=len(still_running))
-            for task in still_running:
+        self._wakeups.clear()
+        for runtime in self.runtimes:
+            runtime.wake()  # idle meters say goodbye; busy ones see the stop themselves
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace_s
+        # a meter may start another task while stopping (a link reader ends, a worker
+        # follows), so wait for the set as it is now until it is empty or time is up
+        while self._working and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._working), timeout=left)
+        if self._working:
+            log.warning("fleet_shutdown_cancelling", tasks=len(self._working))
+            for task in self._working:
                 task.cancel()
         await self._group.__aexit__(exc_type, exc, tb)
 
@@ -146,6 +166,8 @@ class Fleet:
 
     def start(self, plan: RunPlan) -> None:
         self._plan.set_result(plan)
+        for runtime in self.runtimes:
+            runtime.wake()  # connected meters park until the start
 
     async def wait_finished(self) -> None:
         """Until every meter has pushed its last interval of the run."""

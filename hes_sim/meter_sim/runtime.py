@@ -3,6 +3,13 @@
 No interval is lost to a broken link: a frame that could not be sent waits in a bounded
 outbox, and intervals that ended while the link was down are closed, each with its own
 time stamp, as soon as it is back, then pushed in order.
+
+A meter runs a task only while it has work (connecting, pushing, answering, a last
+gasp, its goodbye). Connected and idle, it holds none: the fleet's shared
+:class:`~hes_sim.meter_sim.wakeups.WakeScheduler` wakes it at its next push, its link
+at a frame or at the link's end, the fleet at the start, a power cut and the stop. Each
+wake-up runs :meth:`MeterRuntime.wake`, which starts the meter's one worker unless it
+runs already; the worker looks at everything there is to do before it parks again.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import contextlib
 import random
 from collections import deque
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -33,10 +42,13 @@ from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.event_logs import event_log_name
 from hes_sim.meter_sim.flag import Flag
+from hes_sim.meter_sim.listening import Spawn, listening
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
-from hes_sim.meter_sim.transport import LinkFactory, MeterLink
+from hes_sim.meter_sim.transport import LinkFactory, ListeningLink, MeterLink
+from hes_sim.meter_sim.wakeups import Entry, WakeScheduler
 from hes_sim.protocols import frame, wrapper
+from hes_sim.protocols.block_load import BlockLoadEntry
 from hes_sim.protocols.push import DataNotification, EventEntry
 
 log = structlog.get_logger(__name__)
@@ -70,141 +82,314 @@ class RunPlan:
     schedule: IntervalSchedule
 
 
+class Step(Enum):
+    WORKED = "worked"  # it did something: look again
+    IDLE = "idle"  # nothing to do until a wake-up
+    DONE = "done"  # the run is over: say goodbye
+
+
+@dataclass(frozen=True, slots=True)
+class FleetShared:
+    """What every meter of one fleet shares: one object, one pointer a meter."""
+
+    link_factory: LinkFactory
+    bus: EventBus
+    time_scale: float
+    connect_slots: asyncio.Semaphore
+    plan: asyncio.Future[RunPlan | None]
+    stopping: asyncio.Event
+    clock: SimClock
+    wakeups: WakeScheduler
+    spawn: Spawn  # the fleet's tasks: a meter's worker, a pumped link's reader
+    cipher_pushes: bool = False
+    service: ServiceGate | None = None
+    on_power_loss: Callable[[str], object] | None = None
+
+
 class MeterRuntime:
+    """One meter of a fleet: its link, its outbox, where it is in the run. Slotted and
+    lazy (no deque, dict or task while idle): a fleet process holds ten thousands."""
+
+    __slots__ = (
+        "_backoff",
+        "_ended",
+        "_fleet",
+        "_gasp",
+        "_identity",
+        "_invoke_id",
+        "_link",
+        "_link_context",
+        "_next_end",
+        "_outbox",
+        "_powered",
+        "_rng",
+        "_sessions",
+        "_wake_entry",
+        "_worker",
+        "connected",
+        "finished",
+        "meter",
+    )
+
     def __init__(
         self,
         meter: VirtualMeter,
-        link_factory: LinkFactory,
-        bus: EventBus,
+        fleet: FleetShared,
         *,
         backoff: Backoff,
-        time_scale: float,
-        connect_slots: asyncio.Semaphore,
-        plan: asyncio.Future[RunPlan | None],
-        stopping: asyncio.Event,
-        clock: SimClock,
         identity: Identity | None = None,
-        cipher_pushes: bool = False,
-        service: ServiceGate | None = None,
-        on_power_loss: Callable[[str], object] | None = None,
         rng: Draws | None = None,
     ) -> None:
         self.meter = meter
-        self._link_factory = link_factory
-        self._bus = bus
+        self._fleet = fleet
         self._backoff = backoff
-        self._time_scale = time_scale
-        self._connect_slots = connect_slots
-        self._plan = plan
-        self._stopping = stopping
-        self._clock = clock
-        self._identity = identity
-        self._cipher_pushes = cipher_pushes and identity is not None
+        self._identity = identity  # pushes are ciphered if the fleet says so and this is set
         # one association per client wPort, as a meter keeps one per SAP; made on first use
-        self._sessions: dict[int, DlmsSession] = {}
-        self._flushing = asyncio.Lock()
-        self._outbox: deque[DataNotification] = deque(maxlen=OUTBOX_LIMIT)
+        self._sessions: dict[int, DlmsSession] | None = None
+        self._outbox: deque[DataNotification] | None = None  # made when a frame waits
         self._next_end: float | None = None
         self._invoke_id = 0
         # with a 4G model: wait for the cell, spread reconnections over the push setup's
         # randomisation window, and drop the link without goodbye when mains goes
-        self._service = service
-        self._on_power_loss = on_power_loss
         self._rng: Draws = rng or random.Random(meter.meter_id)
-        # flags, not asyncio.Events: a hundred thousand meters each keep four
+        self._link: ListeningLink | None = None
+        self._link_context: AbstractAsyncContextManager[MeterLink] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._wake_entry: Entry | None = None  # the push it sleeps until, in the wakeups
+        self._gasp: asyncio.TimerHandle | None = None  # mains went while connected
+        self._ended = False  # its life is over: the fleet stopped, or the meter failed
+        # flags, not asyncio.Events: a hundred thousand meters each keep them
         self._powered = Flag(value=True)
-        self._power_lost = Flag()
         self.connected = Flag()
         self.finished = Flag()
+
+    # ------------------------------------------------------------ what wakes the meter
+
+    def wake(self) -> None:
+        """Something may be due (a push, a frame, the start, power, the stop): run the
+        meter's worker, unless it runs already (it looks again before it parks)."""
+        if self._worker is None and not self._ended:
+            self._worker = self._fleet.spawn(self._work(), f"meter:{self.meter.meter_id}")
+
+    def link_event(self) -> None:
+        """LinkListener: a frame came, or the link ended."""
+        self.wake()
 
     def power_off(self) -> bool:
         """Mains lost (a feeder or DT outage): the meter logs it, pushes it if it can, and
         goes silent until power returns. False if it was off already."""
         if not self.meter.powered:
             return False
-        self.meter.power_off(self._clock.now())
+        self.meter.power_off(self._fleet.clock.now())
         self._powered.clear()
-        self._power_lost.set()
+        if self._link is not None:
+            self._owe_last_gasp()
         return True
 
     def power_on(self) -> bool:
         if self.meter.powered:
             return False
-        self.meter.power_on(self._clock.now())
-        self._power_lost.clear()
+        self.meter.power_on(self._fleet.clock.now())
         self._powered.set()
         return True
 
-    async def run(self) -> None:
-        """Serve the meter until the fleet stops; link failures are retried, never raised.
+    def _owe_last_gasp(self) -> None:
+        """Mains went while connected: the supercapacitor keeps the modem up LAST_GASP_S
+        for the power-failure event; then the link is dropped, whatever the meter was
+        doing (a send stuck waiting for its acknowledgement ends there too)."""
+        if self._gasp is None:
+            delay = self._fleet.clock.wall_seconds(LAST_GASP_S)
+            self._gasp = asyncio.get_running_loop().call_later(delay, self._modem_dies)
+            self.wake()
+
+    def _modem_dies(self) -> None:
+        if self._link is not None:
+            self._link.abandon()  # the worker learns it from its send, or its next look
+
+    # ------------------------------------------------------------ the worker
+
+    async def _work(self) -> None:
+        """Until the meter has nothing to do; link failures are retried, never raised.
 
         A bug in one meter ends that meter only, loudly; it never takes the fleet down.
         """
         try:
-            await self._run()
+            await self._until_idle()
+        except asyncio.CancelledError:
+            self._ended = True  # the fleet cancels only at its end
+            raise
         except Exception as exc:
+            self._ended = True
             log.exception("meter_failed", meter_id=self.meter.meter_id)
-            self._bus.emit(MeterLinkLost(self.meter.meter_id, f"meter failed: {exc!r}"))
+            self._fleet.bus.emit(MeterLinkLost(self.meter.meter_id, f"meter failed: {exc!r}"))
+        finally:
+            self._worker = None
 
-    async def _run(self) -> None:
+    async def _until_idle(self) -> None:
         delay = 0.0  # simulated seconds before the next connection attempt
-        while not self._stopping.is_set():
+        while not self._ended:
+            if self._link is None and not await self._reach(delay):
+                self._ended = True
+                return
+            after = await self._on_link()
+            if after is None:
+                return  # parked (or done): a wake-up brings it back
+            delay = after
+
+    async def _reach(self, delay: float) -> bool:
+        """Offline: wait for power, the cell and ``delay``, then connect. False when the
+        fleet stops first."""
+        stopping = self._fleet.stopping
+        meter_id = self.meter.meter_id
+        while not stopping.is_set():
             if delay:
                 await self._pause(delay)
+                delay = 0.0
             if not self._powered.is_set():
                 await self._until_or_stopping(self._powered.wait())
                 delay = BOOT_S + self._randomised_start()
                 continue
-            if self._service is not None and not self._service.has_service(self.meter.meter_id):
+            service = self._fleet.service
+            if service is not None and not service.has_service(meter_id):
                 # the modem camps until its cell is back, then the push setup spreads the
                 # meters of that cell over the randomisation window
-                await self._until_or_stopping(self._service.in_service(self.meter.meter_id))
+                await self._until_or_stopping(service.in_service(meter_id))
                 delay = self._randomised_start()
                 continue
-            if self._stopping.is_set():
-                return
+            if stopping.is_set():
+                return False
             try:
-                await self._connected_life()
-            except* PowerLost:
-                delay = 0.0  # the loop waits for power, then boots
-            except* BrokerError as failures:
-                reason = "; ".join(str(exc) for exc in failures.exceptions)
-                self._bus.emit(MeterLinkLost(self.meter.meter_id, reason))
-                log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=reason)
-                delay = self._backoff.next_delay()
-            else:
-                return
+                await self._connect()
+            except BrokerError as exc:
+                delay = self._link_lost(str(exc))
+                continue
+            return True
+        return False
 
-    async def _connected_life(self) -> None:
-        """One connection, from connect to the end of the run (or the link's end)."""
-        async with contextlib.AsyncExitStack() as stack:
-            async with self._connect_slots:
-                link = await stack.enter_async_context(self._link_factory(self.meter.meter_id))
-            self._bus.emit(
-                MeterConnected(self.meter.meter_id, link.connect_wall_s, self._backoff.attempt)
-            )
-            self._backoff.reset()
-            self.connected.set()
-            async with asyncio.TaskGroup() as group:
-                name = f"meter:{self.meter.meter_id}"
-                answering = group.create_task(self._answer_requests(link), name=f"{name}:dlms")
-                watching = group.create_task(self._watch_power(link), name=f"{name}:power")
-                await self._serve(link)
-                answering.cancel()
-                watching.cancel()
+    async def _connect(self) -> None:
+        fleet = self._fleet
+        async with fleet.connect_slots:
+            context = fleet.link_factory(self.meter.meter_id)
+            link = await context.__aenter__()
+        self._link_context, self._link = context, listening(link, fleet.spawn)
+        # listening first: a link read by a task subscribes its down channel in that
+        # task, which must run before whoever reacts to the meter's arrival sends to it
+        self._link.listen(self)
+        fleet.bus.emit(
+            MeterConnected(self.meter.meter_id, link.connect_wall_s, self._backoff.attempt)
+        )
+        self._backoff.reset()
+        self.connected.set()
+        if not self.meter.powered:
+            self._owe_last_gasp()  # mains went while it was connecting
 
-    async def _watch_power(self, link: MeterLink) -> None:
-        """On mains loss: the last gasp (the power-failure event, if it gets out in time),
-        then the modem dies mid-connection, so the broker learns only by keep-alive."""
-        await self._power_lost.wait()
+    def _link_lost(self, reason: str) -> float:
+        self._fleet.bus.emit(MeterLinkLost(self.meter.meter_id, reason))
+        log.debug("meter_link_lost", meter_id=self.meter.meter_id, error=reason)
+        return self._backoff.next_delay()
+
+    async def _on_link(self) -> float | None:
+        """The connected meter's work, until it is idle (None), or the link ended (the
+        simulated seconds before connecting again)."""
+        link = self._link
+        assert link is not None  # noqa: S101 - called with a link
+        try:
+            try:
+                while (step := await self._serve(link)) is Step.WORKED:
+                    pass
+            except BrokerError:
+                if self._gasp is None:
+                    raise
+                await self._last_gasp(link)  # the modem died mid-send: PowerLost
+            if step is Step.IDLE:
+                return None  # parked: a wake-up brings it back
+            await self._close_link(None)  # the run is over: a goodbye
+        except PowerLost:
+            return 0.0  # it waits for power, then boots
+        except BrokerError as exc:
+            await self._close_link(exc)
+            return self._link_lost(str(exc))
+        except BaseException as exc:
+            await self._close_link(exc)
+            raise
+        self._ended = True
+        return None
+
+    async def _serve(self, link: ListeningLink) -> Step:
+        """One look at everything the connected meter may have to do, in order."""
+        if self._gasp is not None:
+            await self._last_gasp(link)
+        request = link.take()  # raises BrokerError once the link is lost
+        if request is not None:
+            await self._answer_request(link, request)
+            return Step.WORKED
+        plan = self._fleet.plan
+        if not plan.done():
+            return Step.IDLE  # until the start (the fleet wakes every meter then)
+        run = plan.result()
+        if run is None or self._fleet.stopping.is_set():
+            return Step.DONE
+        return await self._push_step(link, run.schedule)
+
+    async def _push_step(self, link: ListeningLink, schedule: IntervalSchedule) -> Step:
+        """Alerts and frames waiting go out; then the next interval, once it is due."""
+        if self._next_end is None:
+            self._next_end = schedule.first_end
+        if self.meter.events.pending:
+            self._queue_alerts()  # e.g. the power-restored event of a meter that just booted
+        if self._outbox:
+            await self._flush(link)
+            return Step.WORKED
+        if self._next_end > schedule.sim_end:
+            self.finished.set()
+            return Step.IDLE  # until the stop
+        push_at = self._next_end + self.meter.push_offset(self._next_end)
+        clock = self._fleet.clock
+        now = clock.now()
+        if now < push_at:
+            self._sleep(clock.wall_seconds(push_at - now))
+            return Step.IDLE
+        self._close_interval(self._next_end, schedule.interval_s)
+        self._next_end += schedule.interval_s
+        return Step.WORKED
+
+    def _sleep(self, wall_s: float) -> None:
+        """Park until ``wall_s`` from now: filed in the fleet's wake-ups, no timer of its own."""
+        wakeups = self._fleet.wakeups
+        if self._wake_entry is not None:
+            wakeups.cancel(self._wake_entry)
+        self._wake_entry = wakeups.wake_in(wall_s, self)
+
+    async def _last_gasp(self, link: ListeningLink) -> NoReturn:
+        """On mains loss: the last gasp (the power-failure event, if it gets out before the
+        modem dies), then the modem drops mid-connection: the broker learns by keep-alive."""
         self._queue_alerts()
-        with contextlib.suppress(TimeoutError, BrokerError):
-            async with asyncio.timeout(self._clock.wall_seconds(LAST_GASP_S)):
-                await self._flush(link)
+        with contextlib.suppress(BrokerError):
+            await self._flush(link)  # bounded: _modem_dies abandons the link in time
         link.abandon()
-        if self._on_power_loss is not None:
-            self._on_power_loss(self.meter.meter_id)
-        raise PowerLost(self.meter.meter_id)
+        lost = PowerLost(self.meter.meter_id)
+        await self._close_link(lost)
+        if self._fleet.on_power_loss is not None:
+            self._fleet.on_power_loss(self.meter.meter_id)
+        raise lost
+
+    async def _close_link(self, exc: BaseException | None) -> None:
+        """Leave the link, once: a goodbye when ``exc`` is None, else it is dropped."""
+        link, context = self._link, self._link_context
+        if link is None or context is None:
+            return
+        self._link = self._link_context = None
+        link.listen(None)
+        if self._wake_entry is not None:
+            self._fleet.wakeups.cancel(self._wake_entry)
+            self._wake_entry = None
+        if self._gasp is not None:
+            self._gasp.cancel()
+            self._gasp = None
+        if exc is None:
+            await context.__aexit__(None, None, None)
+        else:
+            await context.__aexit__(type(exc), exc, exc.__traceback__)
 
     def _randomised_start(self) -> float:
         """Push setup: a reconnecting meter waits a random part of its randomisation
@@ -214,77 +399,66 @@ class MeterRuntime:
 
     async def _until_or_stopping(self, waiting: Coroutine[Any, Any, object]) -> None:
         """Until ``waiting`` is done or the fleet stops, whichever comes first."""
-        tasks = (asyncio.ensure_future(waiting), asyncio.ensure_future(self._stopping.wait()))
+        stopping = self._fleet.stopping
+        tasks = (asyncio.ensure_future(waiting), asyncio.ensure_future(stopping.wait()))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
 
-    async def _serve(self, link: MeterLink) -> None:
-        plan = await self._plan
-        if plan is None:
-            return
-        if self._next_end is None:
-            self._next_end = plan.schedule.first_end
-        self._queue_alerts()  # e.g. the power-restored event of a meter that just booted
-        await self._flush(link)
-        while self._next_end <= plan.schedule.sim_end:
-            await self._until(self._next_end + self.meter.push_offset(self._next_end))
-            if self._stopping.is_set():
-                return
-            self._close_interval(self._next_end, plan.schedule.interval_s)
-            self._next_end += plan.schedule.interval_s
-            await self._flush(link)
-        self.finished.set()
-        await self._stopping.wait()
-
     def _close_interval(self, interval_end: float, interval_s: int) -> None:
         entry = self.meter.close_interval(interval_end, interval_s)
+        self._queue(entry)
+        self._fleet.bus.emit(ReadProduced(self.meter.meter_id, interval_end))
+
+    def _queue(self, entry: BlockLoadEntry | EventEntry) -> None:
         self._invoke_id = (self._invoke_id + 1) & 0xFF_FFFF
+        if self._outbox is None:
+            self._outbox = deque(maxlen=OUTBOX_LIMIT)
         self._outbox.append(DataNotification(self._invoke_id, None, entry))
-        self._bus.emit(ReadProduced(self.meter.meter_id, interval_end))
 
     async def _flush(self, link: MeterLink) -> None:
-        # the push loop and the request loop both flush; one at a time keeps the order
-        async with self._flushing:
-            while self._outbox:
-                notification = self._outbox[0]
-                await link.send(self._encode(notification))
-                self._outbox.popleft()
-                stamped = notification.entry.clock.timestamp()
-                self._bus.emit(PushSent(self.meter.meter_id, stamped))
+        # only the meter's one worker sends, so the order is the outbox's
+        outbox = self._outbox
+        while outbox:
+            notification = outbox[0]
+            await link.send(self._encode(notification))
+            outbox.popleft()
+            stamped = notification.entry.clock.timestamp()
+            self._fleet.bus.emit(PushSent(self.meter.meter_id, stamped))
+        if self._outbox is outbox:
+            self._outbox = None  # an idle meter keeps no deque
 
     def _encode(self, notification: DataNotification) -> bytes:
         """Each transmission is ciphered afresh, with the next invocation counter, so that a
         push resent after a broken link is a duplicate read, never a replayed APDU."""
-        if not self._cipher_pushes or self._identity is None:
+        if not self._fleet.cipher_pushes or self._identity is None:
             return frame.encode_push_frame(notification)
         sender = frame.Sender(
             self._identity.system_title, self._identity.keys, self.meter.next_invocation_counter()
         )
         return frame.encode_push_frame(notification, sender)
 
-    async def _answer_requests(self, link: MeterLink) -> None:
-        """Answer what the head-end asks on the down channel, one APDU at a time."""
-        async for request in link.receive():
-            answer = self._answer(request)
-            if answer is not None:
-                await link.send(answer)
-            self._queue_alerts()
-            await self._flush(link)
+    async def _answer_request(self, link: MeterLink, request: bytes) -> None:
+        """Answer what the head-end asked on the down channel, one APDU at a time."""
+        answer = self._answer(request)
+        if answer is not None:
+            await link.send(answer)
+        self._queue_alerts()
+        await self._flush(link)
 
     def _queue_alerts(self) -> None:
         """Events that are pushed as they happen (a relay switching) join the outbox."""
         for event in self.meter.events.take_pending():
-            self._invoke_id = (self._invoke_id + 1) & 0xFF_FFFF
-            entry = EventEntry(
-                event_log_name(event.log),
-                datetime.fromtimestamp(event.at, tz=self.meter.tz),
-                int(event.code),
-                self.meter.status_word(),
+            self._queue(
+                EventEntry(
+                    event_log_name(event.log),
+                    datetime.fromtimestamp(event.at, tz=self.meter.tz),
+                    int(event.code),
+                    self.meter.status_word(),
+                )
             )
-            self._outbox.append(DataNotification(self._invoke_id, None, entry))
 
     def _answer(self, request: bytes) -> bytes | None:
         try:
@@ -294,30 +468,24 @@ class MeterRuntime:
             return None
         if self._identity is None:
             return None
+        if self._sessions is None:
+            self._sessions = {}  # idle meters that were never asked hold none
         session = self._sessions.get(header.source_wport)
-        if session is None:  # idle meters hold none
+        if session is None:
             if len(self._sessions) >= MAX_SESSIONS:
                 self._sessions.pop(next(iter(self._sessions)))
             session = DlmsSession(self.meter, object_model(self.meter.kind), self._identity)
             self._sessions[header.source_wport] = session
         refused = session.refused
-        answer = session.handle(apdu, self._clock.now())
+        answer = session.handle(apdu, self._fleet.clock.now())
         if session.refused > refused:
-            self._bus.emit(MeterRequestRefused(self.meter.meter_id))
+            self._fleet.bus.emit(MeterRequestRefused(self.meter.meter_id))
             log.warning("request_refused", meter_id=self.meter.meter_id)
         if answer is None:
             return None
         return wrapper.wrap(answer, header.destination_wport, header.source_wport)
 
-    async def _until(self, sim_time: float) -> None:
-        """Sleep until ``sim_time`` or until the fleet stops, whichever comes first."""
-        delay = self._clock.wall_seconds(sim_time - self._clock.now())
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-
     async def _pause(self, sim_seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(sim_seconds / self._time_scale):
-                await self._stopping.wait()
+            async with asyncio.timeout(sim_seconds / self._fleet.time_scale):
+                await self._fleet.stopping.wait()

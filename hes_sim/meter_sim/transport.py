@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiomqtt
 
@@ -39,6 +39,28 @@ class MeterLink(Protocol):
 
 
 LinkFactory = Callable[[str], AbstractAsyncContextManager[MeterLink]]
+
+
+class LinkListener(Protocol):
+    def link_event(self) -> None:
+        """A down frame is waiting, or the link ended: ``take`` says which. It must not
+        block (start work, don't do it); it is called from the link's own callbacks."""
+        ...
+
+
+@runtime_checkable
+class ListeningLink(MeterLink, Protocol):
+    """A link that tells its meter when a frame came, instead of being read by a task
+    that waits on ``receive()``: what lets an idle meter hold no task at all."""
+
+    def listen(self, listener: LinkListener | None) -> None:
+        """From now on tell ``listener`` of each frame and of the link's end (None: stop)."""
+        ...
+
+    def take(self) -> bytes | None:
+        """The next waiting down frame, None if there is none now (or the meter closed
+        the link); raises BrokerError if the link was lost."""
+        ...
 
 
 class AiomqttMeterLink:

@@ -7,6 +7,10 @@ most ``max_inflight`` at once), down frames queued for the reader (at most
 a task or a timer. Whatever the broker sends that is not valid, or not expected, ends
 the connection, logged and counted; everything waiting learns of it at once.
 
+Instead of a reader, a link can have a listener (the meter runtime): told of each
+queued frame and of the link's end, it takes frames with ``take()``, so an idle meter
+needs no task waiting on its link.
+
 :class:`~hes_sim.meter_sim.lean.link.LeanLink` builds the meter's side on it.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Self, cast
+from typing import TYPE_CHECKING, Self, cast
 
 import structlog
 
@@ -35,6 +39,9 @@ from hes_sim.protocols.mqtt_codec import (
 )
 from hes_sim.protocols.topics import Channel, topic
 
+if TYPE_CHECKING:
+    from hes_sim.meter_sim.transport import LinkListener
+
 log = structlog.get_logger(__name__)
 
 _HEADER_MAX = 5  # type byte and at most four bytes of remaining length
@@ -49,6 +56,7 @@ class MqttWire(asyncio.Protocol):
         "_ended",
         "_inbox",
         "_inflight",
+        "_listener",
         "_lost",
         "_next_id",
         "_paused",
@@ -81,6 +89,7 @@ class MqttWire(asyncio.Protocol):
         self._ended = False  # the connection is gone or going: nothing more is written
         self._lost: str | None = None  # why it ended, when the meter did not end it
         self._closed: asyncio.Future[None] | None = None  # made by whoever awaits the end
+        self._listener: LinkListener | None = None  # told of frames instead of a reader
 
     # ------------------------------------------------------------ the reader
 
@@ -90,13 +99,7 @@ class MqttWire(asyncio.Protocol):
     def __anext__(self) -> asyncio.Future[bytes]:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         if self._inbox:
-            packet_id, frame = self._inbox.popleft()
-            self._ack(packet_id)
-            future.set_result(frame)
-            if not self._inbox:
-                self._inbox = None
-            if self._paused and len(self._inbox or ()) <= self._ctx.options.max_queued // 2:
-                self._resume()
+            future.set_result(self._pop())
         elif self._ended:
             # the meter's own close ends the stream quietly; a lost link is an error
             future.set_exception(self._error() if self._lost else StopAsyncIteration())
@@ -105,6 +108,29 @@ class MqttWire(asyncio.Protocol):
                 raise RuntimeError(f"{self.meter_id}: a link has one reader at a time")
             self._reader = future
         return future
+
+    def _pop(self) -> bytes:
+        """The oldest queued frame, acknowledged now that the meter takes it."""
+        assert self._inbox  # noqa: S101 - callers look first
+        packet_id, frame = self._inbox.popleft()
+        self._ack(packet_id)
+        if not self._inbox:
+            self._inbox = None
+        if self._paused and len(self._inbox or ()) <= self._ctx.options.max_queued // 2:
+            self._resume()
+        return frame
+
+    # ------------------------------------------------------------ the listener (ListeningLink)
+
+    def listen(self, listener: LinkListener | None) -> None:
+        self._listener = listener
+
+    def take(self) -> bytes | None:
+        if self._inbox:
+            return self._pop()
+        if self._ended and self._lost is not None:
+            raise self._error()
+        return None
 
     # ------------------------------------------------------------ publishing
 
@@ -245,6 +271,8 @@ class MqttWire(asyncio.Protocol):
         if len(self._inbox) >= self._ctx.options.max_queued and self._transport is not None:
             self._transport.pause_reading()
             self._paused = True
+        if self._listener is not None:
+            self._listener.link_event()
 
     def _resume(self) -> None:
         self._paused = False
@@ -329,3 +357,5 @@ class MqttWire(asyncio.Protocol):
             reader.set_exception(self._error() if self._lost else StopAsyncIteration())
         self._inbox = None
         self._buffer = None
+        if self._listener is not None:
+            self._listener.link_event()
