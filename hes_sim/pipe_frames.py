@@ -8,11 +8,16 @@ does not expect, raises the reader's error, never crashes its loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import pickle
 import struct
+import sys
+from collections.abc import AsyncIterator
 
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+DRAIN_TIMEOUT_S = 10.0  # at exit, for the parent to take the last frames
 
 
 def frame(message: object) -> bytes:
@@ -48,3 +53,33 @@ async def read_frame(
     if not isinstance(message, kinds):
         raise error(f"a {peer} frame held a {type(message).__name__}")
     return message
+
+
+class _Output(asyncio.Protocol):
+    """The write end of stdout; ``closed`` once what was written has left."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@contextlib.asynccontextmanager
+async def stdio() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.WriteTransport]]:
+    """A child process's stdin as a stream and stdout as a transport; on exit the frames
+    still buffered are written out before the pipe closes (the parent reads them all)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out, output = await loop.connect_write_pipe(
+        _Output, os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
+    )
+    try:
+        yield reader, out
+    finally:
+        out.close()  # flushes the buffer first, then connection_lost
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await output.closed

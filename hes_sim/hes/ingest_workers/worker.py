@@ -47,6 +47,7 @@ from hes_sim.hes.ingest_workers.messages import (
 from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
+from hes_sim.pipe_frames import stdio
 from hes_sim.protocols import topics
 from hes_sim.protocols.topics import Channel
 
@@ -199,16 +200,8 @@ async def _answer_flush(worker: Worker, reporter: Reporter, token: int) -> None:
 
 
 async def main_async() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out, _protocol = await loop.connect_write_pipe(
-        asyncio.Protocol, os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
-    )
-    try:
+    async with stdio() as (reader, out):
         await serve(reader, out)
-    finally:
-        out.close()
 
 
 def main() -> int:

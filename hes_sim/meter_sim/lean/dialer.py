@@ -42,6 +42,9 @@ class Dialer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
+            # asyncio sets TCP_NODELAY only on sockets it makes itself: without it a
+            # meter's small writes (a PUBACK, then its answer) wait on delayed ACKs, ~40 ms
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._sources:
                 source = self._sources[self._next % len(self._sources)]
                 self._next += 1

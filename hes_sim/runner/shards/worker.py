@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import structlog
@@ -24,6 +25,7 @@ from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.pipe_frames import stdio
 from hes_sim.runner.fleet_register import link_factory, scenario_fleet, shard_meters
 from hes_sim.runner.shards.messages import (
     Events,
@@ -42,6 +44,7 @@ from hes_sim.scenario.model import load_scenario
 log = structlog.get_logger(__name__)
 
 REPORT_EVERY_WALL_S = 0.25
+STATUS_EVERY_WALL_S = 5.0  # when nothing happens; a status counts every meter, ~1 ms/1,000
 EVENTS_PER_FRAME = 5_000
 
 
@@ -51,19 +54,29 @@ class Reporter:
     def __init__(self, out: asyncio.WriteTransport) -> None:
         self._out = out
         self._events: list[Event] = []
+        self._status_at = 0.0  # monotonic time of the last status sent
+        self.changed = True  # something (an event, a power change) since the last status
         self.fleet: Fleet | None = None
 
     def __call__(self, event: Event) -> None:
         self._events.append(event)
+        self.changed = True
 
-    def flush(self) -> None:
+    def flush(self, *, status: bool = False) -> None:
+        """Send the events gathered; a status with them when anything changed, when asked,
+        or now and then: an idle fleet is not counted four times a second."""
         while self._events:
             batch, self._events = self._events[:EVENTS_PER_FRAME], self._events[EVENTS_PER_FRAME:]
             self._send(Events(tuple(batch)))
         fleet = self.fleet
-        if fleet is not None:
-            self._send(Status(len(fleet.runtimes), fleet.connected, fleet.finished,
-                              fleet.powered()))  # fmt: skip
+        now = time.monotonic()
+        if fleet is None or not (
+            status or self.changed or now - self._status_at >= STATUS_EVERY_WALL_S
+        ):
+            return
+        self.changed, self._status_at = False, now
+        self._send(Status(len(fleet.runtimes), fleet.connected, fleet.finished,
+                          fleet.powered()))  # fmt: skip
 
     def _send(self, message: FromWorker) -> None:
         if not self._out.is_closing():
@@ -99,28 +112,22 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
                         fleet.start(RunPlan(scenario.schedule()))
                     case Power(meter_ids=ids, on=True):
                         fleet.power_on(ids)
+                        reporter.changed = True
                     case Power(meter_ids=ids, on=False):
                         fleet.power_off(ids)
+                        reporter.changed = True
                     case Stop():
                         break
                     case _:
                         log.warning("fleet_shard_unexpected", message=type(message).__name__)
         finally:
             reporting.cancel()
-    reporter.flush()  # the last events and the final status
+    reporter.flush(status=True)  # the last events and the final status
 
 
 async def main_async() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out, _protocol = await loop.connect_write_pipe(
-        asyncio.Protocol, os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
-    )
-    try:
+    async with stdio() as (reader, out):
         await serve(reader, out)
-    finally:
-        out.close()
 
 
 def main() -> int:
