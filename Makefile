@@ -30,10 +30,19 @@ test: setup lint
 test-slow: setup
 	$(BIN)/pytest -m slow
 
+# every figure of docs/performance.md for this machine (about 40 minutes), then the
+# headline ones side by side with their targets
+bench: export HES_BENCH_FIGURES = $(abspath reports/bench-figures.jsonl)
 bench: setup
+	@mkdir -p reports && rm -f $(HES_BENCH_FIGURES)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py ingest --store postgresql
 	$(BIN)/python scripts/bench_lean.py
 	$(BIN)/python scripts/bench_store.py
+	$(BIN)/python scripts/bench_idle.py
+	$(BIN)/python scripts/bench_command.py
+	$(BIN)/python scripts/bench_connect.py
+	$(BIN)/python scripts/bench_summary.py $(HES_BENCH_FIGURES)
 
 # 100,000 meters in real time for a simulated hour (about 75 minutes, 24 GB machine)
 bench-100k: setup

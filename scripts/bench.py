@@ -403,7 +403,7 @@ def main() -> None:
         "--store", default="sqlite", choices=["sqlite", "postgresql"], help="ingest bench store"
     )
     parser.add_argument(
-        "--ingest-workers", default="0,1,2", help="head-end ingest worker counts to compare"
+        "--ingest-workers", default="0,2", help="head-end ingest worker counts to compare"
     )
     parser.add_argument(
         "--burst", default="10000x10", help="meters x intervals of the ingest burst"
@@ -462,8 +462,8 @@ def main() -> None:
             label = f"head-end, {count} ingest workers" if count else "head-end, in its own process"
             print(f"  {label:<46} {rate:>9.0f} reads/s  {rate / raw:.3f} x mosquitto_sub")
             record(
-                f"HES ingest / mosquitto_sub, {count} workers" if count else
-                "HES ingest / mosquitto_sub, in process",
+                f"HES ingest / mosquitto_sub, {STORE}, {count} workers" if count else
+                f"HES ingest / mosquitto_sub, {STORE}, in process",
                 rate / raw, "ratio", target=">= 0.5",
                 note=f"{rate:,.0f} reads/s against {raw:,.0f} msgs/s, {result['pushes']:,} "
                 f"pushes, {STORE}",

@@ -10,12 +10,15 @@ events here, the repositories run through ``run_sql``) is shared: it speaks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+import structlog
 
 from hes_sim.errors import StoreError
 from hes_sim.hes.commands.store import COMMAND_SCHEMA
@@ -91,6 +94,11 @@ READ_COLUMNS = (
     "vah_import", "vah_export", "registers", "received_at", "stored_at", "recovered",
 )  # fmt: skip
 EVENT_COLUMNS = ("meter_id", "at", "code", "log", "status_word", "received_at", "stored_at")
+
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT_EVERY_S = 1.0  # wall; the WAL it leaves is what a second of writes adds
 
 
 class SqlStore:
@@ -234,22 +242,54 @@ class SqlStore:
 
 
 class SqliteStore(SqlStore):
+    """SQLite in WAL mode. The WAL is checkpointed by a connection of its own, on another
+    thread, every CHECKPOINT_EVERY_S: left to the writer, a checkpoint (and its fsync)
+    lands inside whichever write crosses the threshold, and a command's step waited
+    ~15 ms behind it (the p99 of a command round trip)."""
+
     kind = "sqlite"
     driver_error = sqlite3.Error
 
     def __init__(self, path: Path | str, *, export_interval_s: int | None = None) -> None:
         super().__init__(export_interval_s=export_interval_s)
         self._path = str(path)
+        self._checkpointer: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         return self._path
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self._checkpointer = asyncio.create_task(self._checkpoints(), name="sqlite-store:wal")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        await super().__aexit__(*exc_info)
 
     def _connect(self) -> Connection:
         # several processes may write (ingest workers): wait for the lock, do not fail
         db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # see the class: _checkpoints does it
         return SqliteConnection(db)
+
+    async def _checkpoints(self) -> None:
+        def checkpoint() -> None:
+            # PASSIVE: copies what it can without waiting for readers or writers
+            with contextlib.closing(sqlite3.connect(self._path, timeout=1.0)) as db:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await asyncio.to_thread(checkpoint)
+            except sqlite3.Error as exc:  # busy, or the disk: the next one tries again
+                log.warning("sqlite_checkpoint_failed", store=self._path, error=str(exc))
 
 
 def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:

@@ -3,6 +3,9 @@ both): each read and event once, in batches, with its export in the same transac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from functools import partial
 
 import pytest
@@ -157,3 +160,28 @@ async def test_postgresql_reconnects_after_losing_its_connection(store_location:
         with pytest.raises(StoreError):
             await store.count_reads()  # the call that meets the broken link fails
         assert await store.count_reads() == 1  # the next reconnects
+
+
+async def test_sqlite_checkpoints_its_wal_off_the_writer(tmp_path, monkeypatch):
+    """The writer never checkpoints (a checkpoint's fsync would stall whichever write met
+    it); the store's own checkpointer moves the WAL into the database file meanwhile."""
+    monkeypatch.setattr("hes_sim.hes.store.CHECKPOINT_EVERY_S", 0.05)
+    path = tmp_path / "reads.sqlite"
+
+    def in_database_file() -> int:
+        # immutable: the main file alone, as if the WAL were not there
+        with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
+            try:
+                return int(db.execute("SELECT count(*) FROM block_load_reads").fetchone()[0])
+            except sqlite3.OperationalError:
+                return -1  # not even the schema has reached the file yet
+
+    async with SqliteStore(path) as store:
+        autocheckpoint = await store.run_sql(
+            lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert autocheckpoint == 0
+        await store.add_reads([read("SP0000001", k) for k in range(1, 41)], 1.0)
+        async with asyncio.timeout(5):
+            while in_database_file() != 40:  # noqa: ASYNC110 - a file has no event to await
+                await asyncio.sleep(0.05)
