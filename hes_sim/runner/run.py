@@ -103,16 +103,16 @@ def check_file_limit(meters: int) -> None:
 @contextlib.asynccontextmanager
 async def _brokers(
     options: RunOptions, count: int
-) -> AsyncIterator[tuple[list[BrokerAddress], PrivateMosquitto | None]]:
-    """The brokers' addresses, and the first broker itself when the run started its own
-    (``count`` private brokers; the scenario's timeline restarts the first)."""
+) -> AsyncIterator[tuple[list[BrokerAddress], list[PrivateMosquitto]]]:
+    """The brokers' addresses, and the brokers themselves when the run started its own
+    (``count`` private brokers, which the scenario's timeline restarts; none otherwise)."""
     if options.broker is not None:
         await probe(options.broker)
-        yield [options.broker], None
+        yield [options.broker], []
         return
     async with contextlib.AsyncExitStack() as stack:
         started = [await stack.enter_async_context(PrivateMosquitto()) for _ in range(count)]
-        yield [broker.address for broker in started], started[0]
+        yield [broker.address for broker in started], started
 
 
 async def probe(broker: BrokerAddress) -> None:
@@ -405,7 +405,7 @@ class ScenarioRun:
         node: HeadEndNode,
         fleet: Fleet | ShardedFleet,
         network: SimulatedNetwork | None,
-        private: PrivateMosquitto | None,
+        private: list[PrivateMosquitto],
     ) -> list[asyncio.Task[None]]:
         """The run's helper tasks beside the fleet: lag, commands, timeline, progress."""
         start = self.schedule.sim_start
@@ -426,7 +426,7 @@ class ScenarioRun:
                 self.register,
                 fleet=fleet,
                 network=network,
-                broker=private,
+                brokers=private,
                 tally=self.network_tally,
                 clock=self.clock,
             )

@@ -3,8 +3,10 @@ congestion trouble, a broker restart — applied at their simulated times."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -12,7 +14,6 @@ from hes_sim.clock import SimClock
 from hes_sim.errors import ScenarioError
 from hes_sim.hes.inventory import MeterInfo
 from hes_sim.meter_sim.fleet import Fleet
-from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.network import SimulatedNetwork
 from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.shards.fleet import ShardedFleet
@@ -27,6 +28,15 @@ from hes_sim.scenario.model import (
 )
 
 log = structlog.get_logger(__name__)
+
+
+class RestartableBroker(Protocol):
+    """A broker the run started itself (a :class:`~hes_sim.runner.broker.PrivateMosquitto`),
+    which it can stop and start again on the same port."""
+
+    async def stop(self) -> None: ...
+
+    async def start(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +54,18 @@ class Timeline:
         *,
         fleet: Fleet | ShardedFleet,
         network: SimulatedNetwork | None,
-        broker: PrivateMosquitto | None,
         tally: NetworkTally,
         clock: SimClock,
+        brokers: Sequence[RestartableBroker] = (),
+        broker: RestartableBroker | None = None,
     ) -> None:
+        """``brokers``: every broker the run started (a broker restart restarts them all);
+        ``broker``: one more, for a caller with a single broker. None of either: the run
+        uses someone else's broker, which the timeline cannot restart."""
         self._register = register
         self._fleet = fleet
         self._network = network
-        self._broker = broker
+        self._brokers = [*brokers, *(() if broker is None else (broker,))]
         self._tally = tally
         self._clock = clock
         self._start = clock.sim_start
@@ -85,10 +99,12 @@ class Timeline:
             case SignalDegradation() | CongestionSpike():
                 return self._radio_trouble(where, event)
             case BrokerRestart(downtime=downtime):
-                if self._broker is None:
+                if not self._brokers:
                     raise ScenarioError(f"{where}: broker_restart needs the run's private broker")
-                return [Step(event.at, f"broker restart ({downtime:g} s down)",
-                             lambda: self._restart_broker(downtime))]  # fmt: skip
+                count = len(self._brokers)
+                which = "" if count == 1 else f"{count} brokers, "
+                return [Step(event.at, f"broker restart ({which}{downtime:g} s down)",
+                             lambda: self._restart_brokers(downtime))]  # fmt: skip
 
     def _cell_step(self, where: str, event: CellOutage) -> Step:
         cell = event.cell
@@ -180,12 +196,20 @@ class Timeline:
         network.gate.cell_up(cell)
         self._tally.restored_now(meters)
 
-    async def _restart_broker(self, downtime: float) -> None:
-        assert self._broker is not None  # noqa: S101 - checked when the step was built
+    async def _restart_brokers(self, downtime: float) -> None:
+        """Every broker of the run goes down at once and comes back, each on its own port,
+        after ``downtime``: every meter loses its link, whichever broker it was on.
+
+        The meters are waited for from the moment the brokers start: one that gets onto a
+        broker up already, while another is still starting, counts as back."""
         everyone = [m.meter_id for m in self._register]
         self._tally.lost(everyone)
-        await self._broker.stop()
+        async with asyncio.TaskGroup() as group:
+            for broker in self._brokers:
+                group.create_task(broker.stop())
         await self._clock.sleep_until(self._clock.now() + downtime)
-        await self._broker.start()
-        self._tally.note(self._clock.now() - self._start, "broker back")
         self._tally.restored_now(everyone)
+        async with asyncio.TaskGroup() as group:
+            for broker in self._brokers:
+                group.create_task(broker.start())
+        self._tally.note(self._clock.now() - self._start, "broker back")

@@ -9,7 +9,7 @@ import sqlite3
 import statistics
 from pathlib import Path
 
-from hes_sim.events import Event, MeterOffline, MeterOnline
+from hes_sim.events import Event, MeterLinkLost, MeterOffline, MeterOnline
 from hes_sim.runner.run import RunOptions, ScenarioRun
 from hes_sim.scenario.model import load_scenario
 from tests.integration.conftest import write_scenario
@@ -150,3 +150,29 @@ async def test_a_slower_radio_shows_in_command_round_trips_and_delivery_delay(tm
     # one uplink leg, 19 x 30-300 ms longer: about 1.5 s on average over the signal mix
     late, prompt = statistics.mean(delays["CELL0001"]), statistics.mean(delays["CELL0002"])
     assert late >= prompt + 0.5, (late, prompt)
+
+
+BROKERS_RESTART = """
+fleet: {single_phase: 40}
+brokers: 2
+push: {randomisation_start_interval: 1m}
+timeline:
+  - {at: 20m, kind: broker_restart, downtime: 2m}
+"""
+
+
+async def test_a_broker_restart_restarts_every_broker_and_every_meter_comes_back(tmp_path: Path):
+    execution = prepare(tmp_path, scenario_text(BROKERS_RESTART))
+    seen = record(execution)
+    report = await execution.execute()
+    assert report.network is not None
+    restart, back = report.network.timeline[:2]
+    assert restart == "00:20:00 broker restart (2 brokers, 120 s down)"
+    assert back.endswith(" broker back")  # two minutes on, and the brokers' start up
+    restart_at = execution.schedule.sim_start + 20 * 60
+    lost = {e.meter_id for at, e in seen if isinstance(e, MeterLinkLost) and at >= restart_at}
+    assert len(lost) == report.meters  # the meters of both brokers lost their link
+    assert report.network.meters_restored == report.meters
+    assert report.network.meters_not_back == 0  # and each came back, to its own broker
+    assert report.meters_online_at_end == report.meters
+    assert report.read_completeness == 1.0

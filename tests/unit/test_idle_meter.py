@@ -4,6 +4,7 @@ fleet wake it. An in-memory link stands in for MQTT; the run's clock is a fast S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -170,4 +171,86 @@ async def test_the_stop_wakes_idle_meters_for_their_goodbye() -> None:
         await fleet.wait_connected()
         await until(only_this_task)
     assert [link.exited for link in rig.links] == [None, None]
+    assert only_this_task()
+
+
+class RefusedLink(MemoryLink):
+    """A broker that refuses every connection: the meter backs off and tries again."""
+
+    async def __aenter__(self) -> MemoryLink:
+        raise BrokerError("connection refused")
+
+
+def offline_fleet(rig: Rig, meters: int, *, scale: float) -> Fleet:
+    """Meters whose back-off pauses last long (minutes at ``scale``)."""
+    built = build_meters({MeterKind.SINGLE_PHASE: meters}, 1, IST)
+    for meter in built:
+        meter.push.repetition_delay = 3600  # a back-off of up to an hour, first time
+    return Fleet(
+        built, rig.factory, rig.bus, seed=1, time_scale=scale, push_randomisation_s=0,
+        clock=rig.clock,
+    )  # fmt: skip
+
+
+def stop_waiters(fleet: Fleet) -> int:
+    """Waiters on the fleet's one ``stopping`` Event (each wake-up of one costs O(n))."""
+    return len(fleet._stopping._waiters or ())  # type: ignore[attr-defined]
+
+
+async def test_meters_backing_off_wait_on_their_own_not_on_the_fleets_stop() -> None:
+    rig = Rig()
+    rig.factory = lambda meter_id: RefusedLink(rig.clock)  # type: ignore[method-assign]
+    meters = 200
+    fleet = offline_fleet(rig, meters, scale=1.0)
+    async with fleet:
+        # every meter was refused once and pauses now (a few may have tried again)
+        await until(lambda: len([e for e in rig.events if isinstance(e, MeterLinkLost)]) >= meters)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        paused = [r for r in fleet.runtimes if r._worker is not None]
+        assert len(paused) > meters // 2
+        assert stop_waiters(fleet) == 0  # was one a paused meter
+        assert len(asyncio.all_tasks()) == len(paused) + 1  # a worker each, no helpers
+        stopped_at = time.monotonic()
+    assert time.monotonic() - stopped_at < 1.0  # the stop ends the pauses at once
+    assert only_this_task()
+    assert all(r._nudge is None for r in fleet.runtimes)
+
+
+async def test_meters_waiting_for_power_hold_their_worker_only_and_boot_when_it_is_back() -> None:
+    rig = Rig()
+    fleet = rig.fleet(meters=50)
+    for runtime in fleet.runtimes:
+        runtime.power_off()  # mains gone before the first connection
+    async with fleet:
+        await until(lambda: all(r._nudge is not None for r in fleet.runtimes))
+        assert stop_waiters(fleet) == 0  # was one a meter, and two tasks
+        assert len(asyncio.all_tasks()) == 50 + 1
+        assert not rig.links
+        for runtime in fleet.runtimes:
+            runtime.power_on()
+        await fleet.wait_connected()  # booted (20 s simulated, at x900), then connected
+        assert len(rig.links) == 50
+    assert only_this_task()
+
+
+async def test_the_stop_ends_a_wait_for_power_and_a_cancelled_pause_stays_cancelled() -> None:
+    rig = Rig()
+    rig.factory = lambda meter_id: RefusedLink(rig.clock)  # type: ignore[method-assign]
+    fleet = offline_fleet(rig, 2, scale=1.0)
+    fleet.runtimes[0].power_off()
+    async with fleet:
+        waiting = fleet.runtimes[0]
+        paused = fleet.runtimes[1]
+        await until(lambda: waiting._nudge is not None and paused._nudge is not None)
+        worker = paused._worker
+        assert worker is not None
+        worker.cancel()  # a cancel is never taken for the end of a pause
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        assert worker.cancelled()
+        assert paused._ended
+        stopped_at = time.monotonic()
+    assert time.monotonic() - stopped_at < 1.0
+    assert waiting._worker is None
     assert only_this_task()
