@@ -13,7 +13,11 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+
+from hes_sim.logging import configure_logging
 
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -83,3 +87,26 @@ async def stdio() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.WriteTran
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
                 await output.closed
+
+
+Serve = Callable[[asyncio.StreamReader, asyncio.WriteTransport], Awaitable[None]]
+
+
+def run_child(serve: Serve, error: type[Exception], failed_event: str) -> int:
+    """A child process's whole life: logs at the level its parent sets (``HES_LOG_LEVEL``,
+    on stderr), ``serve`` on stdin and stdout; exit 1 with one line on ``error``, 130 on
+    Ctrl-C, 0 otherwise."""
+    configure_logging(os.environ.get("HES_LOG_LEVEL", "WARNING"), "console")
+
+    async def main() -> None:
+        async with stdio() as (reader, out):
+            await serve(reader, out)
+
+    try:
+        asyncio.run(main())
+    except error as exc:
+        structlog.get_logger(__name__).error(failed_event, error=str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

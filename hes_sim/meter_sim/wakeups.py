@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+
+from hes_sim.meter_sim.loop_timer import EarliestTimer
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +89,7 @@ class WakeScheduler(WakeHeap):
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self._clock = clock
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        self._timer = EarliestTimer(self.now, self._fire)
 
     def now(self) -> float:
         """The scheduler's clock: the loop's, unless another was given."""
@@ -97,7 +97,7 @@ class WakeScheduler(WakeHeap):
 
     @property
     def armed(self) -> bool:
-        return self._timer is not None
+        return self._timer.armed
 
     def wake_in(self, delay_s: float, sleeper: Sleeper) -> Entry:
         """Wake ``sleeper`` ``delay_s`` (wall) seconds from now."""
@@ -111,26 +111,12 @@ class WakeScheduler(WakeHeap):
         self._disarm()
 
     def _arm(self) -> None:
-        deadline = self.next_due()
-        if deadline is None:
-            self._disarm()
-            return
-        if self._timer is not None and self._timer_at <= deadline:
-            return  # due no later than this already
-        self._disarm()
-        self._timer_at = deadline
-        delay = max(0.0, deadline - self.now())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+        self._timer.arm(self.next_due())
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = math.inf
+        self._timer.disarm()
 
     def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
         try:
             for sleeper in self.pop_due(self.now()):
                 try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import Callable
 
@@ -46,8 +45,7 @@ from hes_sim.hes.ingest_workers.messages import (
 )
 from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
-from hes_sim.logging import configure_logging
-from hes_sim.pipe_frames import stdio
+from hes_sim.pipe_frames import run_child
 from hes_sim.protocols import topics
 from hes_sim.protocols.topics import Channel
 
@@ -199,21 +197,8 @@ async def _answer_flush(worker: Worker, reporter: Reporter, token: int) -> None:
     reporter.send(Flushed(token))
 
 
-async def main_async() -> None:
-    async with stdio() as (reader, out):
-        await serve(reader, out)
-
-
 def main() -> int:
-    configure_logging(os.environ.get("HES_LOG_LEVEL", "WARNING"), "console")
-    try:
-        asyncio.run(main_async())
-    except IngestWorkerError as exc:
-        log.error("ingest_worker_failed", error=str(exc))  # noqa: TRY400 - the message says it
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_child(serve, IngestWorkerError, "ingest_worker_failed")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ running loop, armed for the earliest non-empty tick and dropped when no link is 
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import math
 import time
@@ -21,6 +20,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+
+from hes_sim.meter_sim.loop_timer import EarliestTimer
 
 log = structlog.get_logger(__name__)
 
@@ -130,13 +131,12 @@ class KeepAliveScheduler(KeepAliveWheel):
     ) -> None:
         super().__init__(keepalive_s, pingresp_timeout_s=pingresp_timeout_s, tick_s=tick_s)
         self.now = clock
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        self._timer = EarliestTimer(self.now, self._fire)
 
     @property
     def armed(self) -> bool:
         """Whether the one timer is set (it is, exactly while links are filed)."""
-        return self._timer is not None
+        return self._timer.armed
 
     def add(self, link: KeepAliveLink) -> None:
         super().add(link)
@@ -148,26 +148,12 @@ class KeepAliveScheduler(KeepAliveWheel):
         self._disarm()
 
     def _arm(self) -> None:
-        deadline = self.next_deadline()
-        if deadline is None:
-            self._disarm()
-            return
-        if self._timer is not None and self._timer_at <= deadline:
-            return  # already due no later than this
-        self._disarm()
-        self._timer_at = deadline
-        delay = max(0.0, deadline - self.now())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+        self._timer.arm(self.next_deadline())
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = math.inf
+        self._timer.disarm()
 
     def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
         try:
             self.run_due(self.now())
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,9 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.events import Event, EventBus
 from hes_sim.keyring import FleetKeyring
-from hes_sim.logging import configure_logging
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.runtime import RunPlan
-from hes_sim.pipe_frames import stdio
+from hes_sim.pipe_frames import run_child
 from hes_sim.runner.fleet_register import link_factory, scenario_fleet, shard_meters
 from hes_sim.runner.shards.messages import (
     Events,
@@ -125,21 +123,8 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
     reporter.flush(status=True)  # the last events and the final status
 
 
-async def main_async() -> None:
-    async with stdio() as (reader, out):
-        await serve(reader, out)
-
-
 def main() -> int:
-    configure_logging(os.environ.get("HES_LOG_LEVEL", "WARNING"), "console")
-    try:
-        asyncio.run(main_async())
-    except ShardError as exc:
-        log.error("fleet_shard_failed", error=str(exc))  # noqa: TRY400 - the message says it
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_child(serve, ShardError, "fleet_shard_failed")
 
 
 if __name__ == "__main__":
