@@ -18,10 +18,11 @@ from hes_sim.hes.replay import InvocationCounters
 from hes_sim.hes.store import ReadStore
 from hes_sim.hes.validation import validate_entry
 from hes_sim.keyring import FleetKeyring
-from hes_sim.protocols import frame, security, wrapper
+from hes_sim.protocols import frame, security, topics, wrapper
 from hes_sim.protocols.push import DataNotification, EventEntry
 from hes_sim.protocols.push import decode as decode_notification
 from hes_sim.protocols.security import Keys
+from hes_sim.protocols.topics import Channel
 
 log = structlog.get_logger(__name__)
 
@@ -176,3 +177,14 @@ def is_response(frame: bytes) -> bool:
         len(frame) >= wrapper.HEADER_SIZE
         and int.from_bytes(frame[4:6], "big") == wrapper.HES_CLIENT_WPORT
     )
+
+
+def parse_topic(topic_name: str, bus: EventBus) -> tuple[str, Channel] | None:
+    """The meter and channel a message came on; None, counted and logged, for a topic
+    outside the scheme."""
+    try:
+        return topics.parse(topic_name)
+    except CodecError as exc:
+        bus.emit(DecodeFailed(exc.reason, None))
+        log.warning("message_rejected", topic=topic_name, error=str(exc))
+        return None

@@ -35,7 +35,7 @@ from hes_sim.events import (
     MeterOnline,
 )
 from hes_sim.hes.broker_link import BrokerLink, hold_link
-from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response
+from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response, parse_topic
 from hes_sim.hes.ingest_queue import IngestQueue
 from hes_sim.hes.ingest_workers.pool import IngestPool, IngestWorkers, PoolCallbacks
 from hes_sim.hes.metrics import BusinessMetrics, HesMetrics
@@ -211,12 +211,10 @@ class HeadEnd:
             action(link)
 
     def _route(self, topic_name: str, data: bytes, retained: bool = False, broker: int = 0) -> None:
-        try:
-            meter_id, channel = topics.parse(topic_name)
-        except CodecError as exc:
-            self._bus.emit(DecodeFailed(exc.reason, None))
-            log.warning("message_rejected", topic=topic_name, error=str(exc))
+        parsed = parse_topic(topic_name, self._bus)
+        if parsed is None:
             return
+        meter_id, channel = parsed
         if channel is Channel.UP:
             self._heard(meter_id, broker)
             if is_response(data):

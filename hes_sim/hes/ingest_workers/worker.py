@@ -23,10 +23,9 @@ import structlog
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
-from hes_sim.errors import CodecError
-from hes_sim.events import DecodeFailed, Event, EventBus
+from hes_sim.events import Event, EventBus
 from hes_sim.hes.broker_link import BrokerLink, hold_link
-from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response
+from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response, parse_topic
 from hes_sim.hes.ingest_queue import IngestQueue
 from hes_sim.hes.ingest_workers.messages import (
     Answer,
@@ -131,12 +130,10 @@ class Worker:
         await hold_link(broker, client_id, filters, on_message, on_up=on_up, on_down=on_down)
 
     def _route(self, topic_name: str, data: bytes, broker: int) -> None:
-        try:
-            meter_id, channel = topics.parse(topic_name)
-        except CodecError as exc:
-            self._bus.emit(DecodeFailed(exc.reason, None))
-            log.warning("message_rejected", topic=topic_name, error=str(exc))
+        parsed = parse_topic(topic_name, self._bus)
+        if parsed is None:
             return
+        meter_id, channel = parsed
         if channel is not Channel.UP:
             return  # not subscribed here: an old session's subscription
         self._reporter.heard(meter_id, broker)
