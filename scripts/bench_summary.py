@@ -25,13 +25,13 @@ def main() -> int:
         f" {memory_gib:.0f} GiB, Python {platform.python_version()} =="
     )
     width = max(len(row["figure"]) for row in rows)
-    print(f"  {'figure':<{width}} {'value':>12}  {'unit':<10} {'target':<14} how")
+    print(f"  {'figure':<{width}} {'value':>12}  {'unit':<10} {'target':<20} how")
     for row in rows:
         value = row["value"]
         shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
         print(
             f"  {row['figure']:<{width}} {shown:>12}  {row['unit']:<10}"
-            f" {row['target']:<14} {row['note']}"
+            f" {row['target']:<20} {row['note']}"
         )
     return 0
 
