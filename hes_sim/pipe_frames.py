@@ -13,7 +13,7 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import structlog
 
@@ -110,3 +110,25 @@ def run_child(serve: Serve, error: type[Exception], failed_event: str) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def write_to(process: asyncio.subprocess.Process | None, data: bytes) -> None:
+    """Write ``data`` to a child's stdin while it runs; nothing once it has ended."""
+    if process is None or process.returncode is not None or process.stdin is None:
+        return
+    if not process.stdin.is_closing():
+        process.stdin.write(data)
+
+
+async def end_children(processes: Sequence[asyncio.subprocess.Process], grace_s: float) -> int:
+    """Wait up to ``grace_s`` for children told to stop, then kill the rest; how many
+    had to be killed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace_s):
+            await asyncio.gather(*(process.wait() for process in processes))
+    late = [process for process in processes if process.returncode is None]
+    for process in late:
+        process.kill()
+    for process in late:
+        await process.wait()
+    return len(late)

@@ -39,6 +39,7 @@ from hes_sim.hes.ingest_workers.messages import (
     frame,
     read_message,
 )
+from hes_sim.pipe_frames import end_children, write_to
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +62,6 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     queue_depth: int = 0
     subscribed: frozenset[int] = frozenset()  # brokers it holds a session with
-    restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,6 @@ class IngestPool:
         for worker in self._workers:
             group.create_task(self._keep(worker), name=f"hes:ingest-worker:{worker.index}")
         group.create_task(self._tell_clock_start(), name="hes:ingest-clock")
-        self._group = group
         return self
 
     async def __aexit__(
@@ -131,15 +130,10 @@ class IngestPool:
             self._send(worker, Stop())
         running = [w.process for w in self._workers if w.process and w.process.returncode is None]
         try:
-            async with asyncio.timeout(STOP_GRACE_S):
-                await asyncio.gather(*(process.wait() for process in running))
-        except TimeoutError:
-            log.warning("ingest_workers_killed", workers=len(running))
+            killed = await end_children(running, STOP_GRACE_S)
+            if killed:
+                log.warning("ingest_workers_killed", workers=killed)
         finally:
-            for process in running:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
             await self._stack.__aexit__(exc_type, exc, tb)
 
     @property
@@ -174,7 +168,6 @@ class IngestPool:
             if self._stopping:
                 return
             self.restarts += 1
-            worker.restarts += 1
             delay = backoff.next_delay()
             log.error("ingest_worker_exited", worker=worker.index, code=code,
                       restart_in_s=round(delay, 2))  # fmt: skip
@@ -234,8 +227,4 @@ class IngestPool:
                 self._send(worker, ClockStart(anchor))
 
     def _send(self, worker: _Worker, message: ToWorker) -> None:
-        process = worker.process
-        if process is None or process.returncode is not None or process.stdin is None:
-            return
-        if not process.stdin.is_closing():
-            process.stdin.write(frame(message))
+        write_to(worker.process, frame(message))

@@ -25,6 +25,7 @@ from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
 from hes_sim.meter_sim.runtime import RunPlan
+from hes_sim.pipe_frames import end_children, write_to
 from hes_sim.runner.shards.messages import (
     Events,
     Hello,
@@ -116,24 +117,17 @@ class ShardedFleet:
         self._stopping = True
         for shard in self._shards:
             self._send(shard, Stop())
-        waits = [shard.process.wait() for shard in self._shards]
         largest = max((shard.meters for shard in self._shards), default=0)
         try:
-            async with asyncio.timeout(STOP_GRACE_WALL_S + STOP_GRACE_PER_METER_WALL_S * largest):
-                await asyncio.gather(*waits)
-        except TimeoutError:
-            log.warning("fleet_shards_killed", shards=len(self._shards))
+            grace = STOP_GRACE_WALL_S + STOP_GRACE_PER_METER_WALL_S * largest
+            killed = await end_children([shard.process for shard in self._shards], grace)
+            if killed:
+                log.warning("fleet_shards_killed", shards=killed)
         finally:
-            for shard in self._shards:
-                if shard.process.returncode is None:
-                    shard.process.kill()
-                    await shard.process.wait()
-        await self._stack.aclose()
+            await self._stack.aclose()
 
     def _send(self, shard: _Shard, message: ToWorker) -> None:
-        stdin = shard.process.stdin
-        if stdin is not None and not stdin.is_closing() and shard.process.returncode is None:
-            stdin.write(frame(message))
+        write_to(shard.process, frame(message))
 
     async def _listen(self, shard: _Shard) -> None:
         stdout = shard.process.stdout
