@@ -259,7 +259,10 @@ async def hold_link(
     """Hold a subscribed connection to ``broker`` for good: reconnect with jittered
     back-off whenever it ends. ``on_up`` learns of each session (and how many there have
     been), ``on_down`` of its end."""
-    backoff = Backoff(random.Random(), base=0.2, cap=10.0)
+    # a head-end is one client a broker: retrying every two seconds costs nothing, and it
+    # must be subscribed again before the meters, whose pushes a restarted broker without
+    # the head-end's session would drop (a time-scaled run counts ten seconds in minutes)
+    backoff = Backoff(random.Random(), base=0.2, cap=2.0)
     sessions = 0
     while True:
         try:
