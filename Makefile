@@ -24,8 +24,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hes_sim tests scripts
 	$(BIN)/mypy
 
+# The suite spends most of its time waiting on brokers, subprocesses and simulated
+# hours, so four workers share two cores well; each test still gets its own brokers
+# and database. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
+
 test: setup lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal
 
 test-slow: setup
 	$(BIN)/pytest -m slow

@@ -292,6 +292,10 @@ class SqliteStore(SqlStore):
                 log.warning("sqlite_checkpoint_failed", store=self._path, error=str(exc))
 
 
+# one encoder for every row: json.dumps with options builds a new one a call
+_registers_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
     return (
         r.meter_id,
@@ -303,7 +307,7 @@ def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
         r.wh_export,
         r.vah_import,
         r.vah_export,
-        json.dumps(r.registers, separators=(",", ":")),
+        _registers_json(r.registers),
         r.received_at,
         stored_at,
     )

@@ -11,6 +11,7 @@ hundredths are rejected, since a read's time stamp must name one instant.
 
 from __future__ import annotations
 
+import functools
 import struct
 from datetime import datetime, timedelta, timezone
 
@@ -40,6 +41,10 @@ def encode(value: datetime, clock_status: int = 0) -> bytes:
     )
 
 
+# A fleet's pushes for one interval carry the same 12 octets: the head-end decodes each
+# once. Only fully decoded instants are kept (an error is raised, never cached), and
+# datetimes are immutable, so sharing one is safe.
+@functools.lru_cache(maxsize=4096)
 def decode(data: bytes) -> datetime:
     if len(data) != SIZE:
         raise CodecError("datetime", f"date-time of {len(data)} octets, expected {SIZE}")
