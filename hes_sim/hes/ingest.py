@@ -94,8 +94,11 @@ class Ingest:
         self._counters.accept(push.meter_id, ciphered.invocation_counter)
         return decode_notification(plain)
 
-    def decode(self, push: InboundPush) -> ReadRecord | EventRecord | None:
-        """The read or event in ``push``, or None after counting why it was rejected."""
+    def decode(
+        self, push: InboundPush, now: float | None = None
+    ) -> ReadRecord | EventRecord | None:
+        """The read or event in ``push``, or None after counting why it was rejected.
+        ``now``: the head-end's time, when the caller has it (once for a batch)."""
         try:
             notification = self.open(push)
             entry = notification.entry
@@ -108,7 +111,7 @@ class Ingest:
                     push.received_at,
                     entry.status_word.hex(),
                 )
-            validate_entry(entry, self._clock.now())
+            validate_entry(entry, self._clock.now() if now is None else now)
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, push.meter_id))
             log.warning("push_rejected", meter_id=push.meter_id, reason=exc.reason, error=str(exc))
@@ -122,8 +125,9 @@ class Ingest:
         """The reads and events in ``batch``; the rejected pushes counted and logged."""
         reads: list[ReadRecord] = []
         events: list[EventRecord] = []
+        now = self._clock.now()
         for push in batch:
-            record = self.decode(push)
+            record = self.decode(push, now)
             if isinstance(record, ReadRecord):
                 reads.append(record)
             elif record is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -293,7 +294,21 @@ class SqliteStore(SqlStore):
 
 
 # one encoder for every row: json.dumps with options builds a new one a call
-_registers_json = json.JSONEncoder(separators=(",", ":")).encode
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@functools.lru_cache(maxsize=64)
+def _int_object_template(keys: tuple[str, ...]) -> str:
+    return "{" + ",".join(f"{_json(key).replace('%', '%%')}:%d" for key in keys) + "}"
+
+
+def _registers_json(registers: dict[str, int]) -> str:
+    """``registers`` as compact JSON. Every read of a layout has the same keys and integer
+    values, so a format string per key set does it in half the time of the encoder."""
+    values = tuple(registers.values())
+    if set(map(type, values)) == {int}:  # not bool, whose JSON is true/false
+        return _int_object_template(tuple(registers)) % values
+    return _json(registers)
 
 
 def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:

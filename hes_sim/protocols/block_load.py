@@ -7,6 +7,8 @@ holds only its clock and raw register values, as sent on the wire.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -72,6 +74,11 @@ class ProfileLayout:
     current_terms: tuple[tuple[int, float], ...] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    # Wh import, Wh export, VAh import, VAh export out of a row's values, in one call;
+    # None for a layout that lacks one of them
+    energy: Callable[[Sequence[int]], tuple[int, int, int, int]] | None = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         positions = {column.quantity: i for i, column in enumerate(self.columns)}
@@ -88,6 +95,13 @@ class ProfileLayout:
                 if q in positions
             )
             object.__setattr__(self, name, terms)
+        energy = (Quantity.WH_IMPORT, Quantity.WH_EXPORT, Quantity.VAH_IMPORT, Quantity.VAH_EXPORT)
+        getter = (
+            operator.itemgetter(*(positions[q] for q in energy))
+            if all(q in positions for q in energy)
+            else None
+        )
+        object.__setattr__(self, "energy", getter)
 
     def index(self, quantity: Quantity) -> int:
         try:

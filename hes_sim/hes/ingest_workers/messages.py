@@ -73,12 +73,19 @@ class Answer:
     broker: int
 
 
+# A pushed read stored: meter, interval end, delivery delay, Wh imported. Sent as a plain
+# tuple: unpickling a slotted dataclass costs more than the rest of the trip.
+StoredRead = tuple[str, float, float, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcomes:
-    """Events of ingest (stored, duplicate, rejected) and the worker's queue depth."""
+    """Events of ingest (stored, duplicate, rejected) and the worker's queue depth; the
+    commonest, a pushed read stored, in ``stored``, each meaning a ``ReadStored``."""
 
     events: tuple[Event, ...]
     queue_depth: int
+    stored: tuple[StoredRead, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

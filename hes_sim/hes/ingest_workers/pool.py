@@ -23,7 +23,7 @@ import structlog
 from hes_sim.backoff import Backoff
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
-from hes_sim.events import EventBus
+from hes_sim.events import EventBus, ReadStored
 from hes_sim.hes.ingest_workers.messages import (
     Answer,
     ClockStart,
@@ -202,10 +202,12 @@ class IngestPool:
                 case Heard(meters=meters):
                     for meter_id, broker in meters:
                         callbacks.heard(meter_id, broker)
-                case Outcomes(events=events, queue_depth=depth):
+                case Outcomes(events=events, queue_depth=depth, stored=stored):
                     worker.queue_depth = depth
                     for event in events:
                         self._bus.emit(event)
+                    for meter_id, interval_end, delay, wh_import in stored:
+                        self._bus.emit(ReadStored(meter_id, interval_end, delay, wh_import))
                 case Answer(meter_id=meter_id, frame=data, broker=broker):
                     callbacks.answer(meter_id, data, broker)
                 case Subscribed(broker=broker, sessions=sessions):

@@ -23,7 +23,7 @@ import structlog
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
-from hes_sim.events import Event, EventBus
+from hes_sim.events import Event, EventBus, ReadStored
 from hes_sim.hes.broker_link import BrokerLink, hold_link
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response, parse_topic
 from hes_sim.hes.ingest_queue import IngestQueue
@@ -38,6 +38,7 @@ from hes_sim.hes.ingest_workers.messages import (
     IngestWorkerError,
     Outcomes,
     Stop,
+    StoredRead,
     Subscribed,
     frame,
     read_message,
@@ -60,12 +61,18 @@ class Reporter:
     def __init__(self, out: asyncio.WriteTransport) -> None:
         self._out = out
         self._events: list[Event] = []
+        self._stored: list[StoredRead] = []
         self._heard: list[tuple[str, int]] = []
         self._scheduled = False
         self.queue_depth: Callable[[], int] = lambda: 0
 
     def event(self, event: Event) -> None:
-        self._events.append(event)
+        if type(event) is ReadStored and not event.recovered:
+            self._stored.append(
+                (event.meter_id, event.interval_end, event.delivery_delay, event.wh_import)
+            )
+        else:
+            self._events.append(event)
         self._schedule()
 
     def heard(self, meter_id: str, broker: int) -> None:
@@ -82,8 +89,10 @@ class Reporter:
         for first in range(0, len(heard), ITEMS_PER_FRAME):
             self.send(Heard(tuple(heard[first : first + ITEMS_PER_FRAME])))
         events, self._events = self._events, []
-        for first in range(0, len(events), ITEMS_PER_FRAME):
-            self.send(Outcomes(tuple(events[first : first + ITEMS_PER_FRAME]), self.queue_depth()))
+        stored, self._stored = self._stored, []
+        for first in range(0, max(len(events), len(stored)), ITEMS_PER_FRAME):
+            chunk = slice(first, first + ITEMS_PER_FRAME)
+            self.send(Outcomes(tuple(events[chunk]), self.queue_depth(), tuple(stored[chunk])))
 
     def _schedule(self) -> None:
         if not self._scheduled:
