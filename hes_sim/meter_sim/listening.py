@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from hes_sim.errors import BrokerError
 from hes_sim.meter_sim.transport import LinkListener, ListeningLink, MeterLink
@@ -19,12 +19,20 @@ from hes_sim.meter_sim.transport import LinkListener, ListeningLink, MeterLink
 Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
 
+# An isinstance check against a runtime-checkable protocol looks up each of its members,
+# a cost every connect paid; the answer depends on the link's class (the members are
+# methods), so it is worked out once per class.
+_LISTENS: dict[type, bool] = {}
+
+
 def listening(link: MeterLink, spawn: Spawn) -> ListeningLink:
     """``link`` itself if it can tell its listener of frames, else ``link`` read by a task
     made with ``spawn`` (so that whoever owns the meters' tasks owns that one too)."""
-    if isinstance(link, ListeningLink):
-        return link
-    return PumpedLink(link, spawn)
+    kind = type(link)
+    listens = _LISTENS.get(kind)
+    if listens is None:
+        listens = _LISTENS[kind] = isinstance(link, ListeningLink)
+    return cast(ListeningLink, link) if listens else PumpedLink(link, spawn)
 
 
 class PumpedLink:
