@@ -45,18 +45,18 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import yaml
 from bench_figures import record  # scripts/, beside this file
+from bench_signals import stop_on_sigterm
 
 from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
@@ -310,18 +310,6 @@ async def wait_online(node: TimedNode, meters: int, fleet: asyncio.subprocess.Pr
 def register(scenario: Scenario) -> list[MeterInfo]:
     """Every meter, without a cell (no per-cell command limit)."""
     return [MeterInfo(m.meter_id, m.kind.value) for m in scenario_grid(scenario).meters]
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def main(options: argparse.Namespace) -> None:

@@ -64,11 +64,10 @@ import contextlib
 import math
 import os
 import secrets
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,7 @@ from typing import Any
 import psutil
 import yaml
 from bench_figures import record  # scripts/, beside this file
+from bench_signals import stop_on_sigterm
 
 from hes_sim.clock import SimClock
 from hes_sim.events import Event, EventBus, MeterConnected, MeterLinkLost
@@ -493,18 +493,6 @@ def kill_leftovers(pids: set[int]) -> None:
             process = psutil.Process(pid)
             if process.ppid() == os.getpid():
                 process.kill()
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def main(options: argparse.Namespace, started: set[int]) -> None:

@@ -304,7 +304,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         raise CodecError("unsupported", f"{kind.name} packets are not spoken here")
     if kind is not PacketType.PUBLISH and flags != _FIXED_FLAGS[kind]:
         raise CodecError("flags", f"{kind.name} with fixed-header flags 0x{flags:x}")
-    body = _Reader(bytes(data[start:]))
+    body = FieldReader(bytes(data[start:]))
     packet = _DECODERS[kind](body, flags)
     if not body.at_end():
         raise CodecError("trailing", f"bytes left inside a {kind.name}")
@@ -367,12 +367,15 @@ def _fixed_header(head: bytes | bytearray | memoryview) -> tuple[int, int] | Non
     raise CodecError("bad_length", "variable length longer than 4 bytes")
 
 
-class _Reader:
+class FieldReader:
+    """The fields of a packet, front to back from ``at``; CodecError for anything that runs
+    past its end or is not what MQTT allows (also used for the link proxy's CONNECT)."""
+
     __slots__ = ("_at", "_data")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, at: int = 0) -> None:
         self._data = data
-        self._at = 0
+        self._at = at
 
     def take(self, count: int) -> bytes:
         end = self._at + count
@@ -406,6 +409,16 @@ class _Reader:
             raise CodecError("bad_string", "U+0000 in a string")
         return text
 
+    def varint(self) -> int:
+        """An MQTT variable byte integer (at most four bytes)."""
+        value = 0
+        for shift in range(0, 28, 7):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise CodecError("bad_length", "variable length longer than 4 bytes")
+
     def rest(self) -> bytes:
         return self.take(len(self._data) - self._at)
 
@@ -413,10 +426,10 @@ class _Reader:
         return self._at == len(self._data)
 
 
-_Decoder: TypeAlias = Callable[[_Reader, int], Packet]
+_Decoder: TypeAlias = Callable[[FieldReader, int], Packet]
 
 
-def _decode_connect(body: _Reader, _flags: int) -> Connect:
+def _decode_connect(body: FieldReader, _flags: int) -> Connect:
     if body.take(6) != PROTOCOL_NAME:
         raise CodecError("protocol_name", "protocol name is not MQTT")
     level = body.byte()
@@ -438,14 +451,14 @@ def _decode_connect(body: _Reader, _flags: int) -> Connect:
     return Connect(client_id, keepalive, bool(flags & 0x02), will)
 
 
-def _decode_connack(body: _Reader, _flags: int) -> ConnAck:
+def _decode_connack(body: FieldReader, _flags: int) -> ConnAck:
     ack_flags = body.byte()
     if ack_flags & 0xFE:
         raise CodecError("flags", f"reserved CONNACK flags 0x{ack_flags:02x}")
     return ConnAck(body.byte(), bool(ack_flags & 0x01))
 
 
-def _decode_publish(body: _Reader, flags: int) -> Publish:
+def _decode_publish(body: FieldReader, flags: int) -> Publish:
     dup, qos, retain = bool(flags & 0x08), (flags >> 1) & 0x03, bool(flags & 0x01)
     if qos == 3:
         raise CodecError("flags", "PUBLISH with QoS 3")
@@ -460,11 +473,11 @@ def _decode_publish(body: _Reader, flags: int) -> Publish:
     return Publish(topic, body.rest(), qos, packet_id, retain, dup)
 
 
-def _decode_puback(body: _Reader, _flags: int) -> PubAck:
+def _decode_puback(body: FieldReader, _flags: int) -> PubAck:
     return PubAck(body.packet_id())
 
 
-def _decode_subscribe(body: _Reader, _flags: int) -> Subscribe:
+def _decode_subscribe(body: FieldReader, _flags: int) -> Subscribe:
     packet_id = body.packet_id()
     filters = []
     while not body.at_end():
@@ -478,7 +491,7 @@ def _decode_subscribe(body: _Reader, _flags: int) -> Subscribe:
     return Subscribe(packet_id, tuple(filters))
 
 
-def _decode_suback(body: _Reader, _flags: int) -> SubAck:
+def _decode_suback(body: FieldReader, _flags: int) -> SubAck:
     packet_id = body.packet_id()
     codes = body.rest()
     if not codes:
@@ -490,7 +503,7 @@ def _decode_suback(body: _Reader, _flags: int) -> SubAck:
 
 
 def _empty(packet: PingReq | PingResp | Disconnect) -> _Decoder:
-    def decode_empty(_body: _Reader, _flags: int) -> Packet:
+    def decode_empty(_body: FieldReader, _flags: int) -> Packet:
         return packet
 
     return decode_empty

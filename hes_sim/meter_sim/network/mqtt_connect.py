@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hes_sim.errors import HesSimError
+from hes_sim.errors import CodecError, HesSimError
+from hes_sim.protocols.mqtt_codec import FieldReader
 
 CONNECT_HEADER = 0x10  # packet type 1, the four flag bits reserved as 0
 PROTOCOL_NAME = "MQTT"
@@ -70,7 +71,13 @@ def parse_connect(packet: bytes, max_size: int = MAX_CONNECT_SIZE) -> ConnectPac
     if len(packet) > total:
         raise ConnectPacketError("trailing", f"{len(packet) - total} bytes after the packet")
     _remaining, length_size = _varint(packet, 1, incomplete_ok=False)
-    reader = _Reader(packet, 1 + length_size)
+    try:
+        return _parse_body(FieldReader(packet, 1 + length_size), total)
+    except CodecError as exc:
+        raise ConnectPacketError(exc.reason, str(exc).removeprefix(f"{exc.reason}: ")) from exc
+
+
+def _parse_body(reader: FieldReader, total: int) -> ConnectPacket:
     name = reader.string()
     if name != PROTOCOL_NAME:
         raise ConnectPacketError("protocol_name", f"{name!r}, expected {PROTOCOL_NAME!r}")
@@ -83,11 +90,11 @@ def parse_connect(packet: bytes, max_size: int = MAX_CONNECT_SIZE) -> ConnectPac
     _check_flags(flags, level)
     keepalive_s = reader.uint16()
     if level == 5:
-        reader.skip_properties()
+        reader.take(reader.varint())  # MQTT 5 properties: not needed here
     client_id = reader.string()
     if will:
         if level == 5:
-            reader.skip_properties()
+            reader.take(reader.varint())  # MQTT 5 properties: not needed here
         reader.string()  # will topic
         reader.binary()  # will payload
     if username:
@@ -137,44 +144,3 @@ def _varint(data: bytes, start: int, *, incomplete_ok: bool) -> tuple[int | None
         if not byte & 0x80:
             return value, index + 1
     raise ConnectPacketError("bad_length", "variable length longer than 4 bytes")
-
-
-class _Reader:
-    def __init__(self, data: bytes, offset: int) -> None:
-        self._data = data
-        self._at = offset
-
-    def take(self, count: int) -> bytes:
-        end = self._at + count
-        if end > len(self._data):
-            raise ConnectPacketError("truncated", f"field of {count} bytes runs past the packet")
-        chunk = self._data[self._at : end]
-        self._at = end
-        return chunk
-
-    def byte(self) -> int:
-        return self.take(1)[0]
-
-    def uint16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def binary(self) -> bytes:
-        return self.take(self.uint16())
-
-    def string(self) -> str:
-        raw = self.binary()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConnectPacketError("bad_string", f"not UTF-8: {exc}") from None
-        if "\x00" in text:
-            raise ConnectPacketError("bad_string", "U+0000 in a string")
-        return text
-
-    def skip_properties(self) -> None:
-        length, used = _varint(self._data, self._at, incomplete_ok=False)
-        self._at += used
-        self.take(length or 0)
-
-    def at_end(self) -> bool:
-        return self._at == len(self._data)
