@@ -24,6 +24,7 @@ from hes_sim.events import EventBus
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.cosem.server import Identity
 from hes_sim.meter_sim.grid import GridSpec, build_grid
+from hes_sim.meter_sim.lean.context import WireTotals, wire_totals_of
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter, meter_seed
 from hes_sim.meter_sim.runtime import FleetShared, MeterRuntime, RunPlan, ServiceGate
 from hes_sim.meter_sim.transport import LinkFactory
@@ -80,6 +81,7 @@ class Fleet:
             service=service,
             on_power_loss=on_power_loss,
         )
+        self._links = link_factory
         self.runtimes: list[MeterRuntime] = []
         counter_floor = int(time.time())
         for meter in meters:
@@ -156,6 +158,10 @@ class Fleet:
 
     def powered(self) -> int:
         return sum(1 for r in self.runtimes if r.meter.powered)
+
+    def wire_totals(self) -> WireTotals | None:
+        """What the meters' links met on the wire (lean links count it; None otherwise)."""
+        return wire_totals_of(self._links)
 
     def power_off(self, meter_ids: Iterable[str]) -> int:
         """Mains lost for these meters (an outage upstream); how many were on."""

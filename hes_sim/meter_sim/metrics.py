@@ -6,10 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from hes_sim.events import AttachRejected, Event, LinkAttached, MeterConnected, MeterLinkLost
+from hes_sim.meter_sim.lean.context import WireTotals
 from hes_sim.meter_sim.network.radio import RadioNetwork
 
 # simulated seconds: an attach takes seconds, a storm's queue minutes
@@ -59,6 +65,36 @@ class FleetMetrics:
                 self.attach.observe(seconds)
             case _:
                 pass
+
+
+class WireCollector(Collector):
+    """The lean links' own counters (summed over the fleet processes), read when scraped:
+    what the meters met on the wire that no domain event says."""
+
+    def __init__(self, totals: Callable[[], WireTotals | None]) -> None:
+        self._totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self._totals()
+        if totals is None:  # aiomqtt links: their client keeps no such counters
+            return
+        for name, help_text, value in (
+            ("fleet_lean_connects", "MQTT connections the lean links made", totals.connects),
+            ("fleet_lean_connect_refused", "CONNACKs refusing a lean link", totals.refused),
+            ("fleet_lean_connect_failures", "Lean connects that failed before CONNACK",
+             totals.connect_failures),
+            ("fleet_lean_links_lost", "Lean links ended without their meter closing them",
+             totals.lost),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, help_text, value=value)
+        errors = CounterMetricFamily(
+            "fleet_lean_wire_errors",
+            "What the lean links refused on the wire (and mostly closed for), by reason",
+            labels=["reason"],
+        )
+        for reason, count in totals.errors:
+            errors.add_metric([reason], count)
+        yield errors
 
 
 class RadioCollector(Collector):

@@ -4,6 +4,7 @@ with its kind, cell, feeder and DT."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
@@ -13,9 +14,10 @@ from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
 from hes_sim.meter_sim.grid import Grid, build_grid, meter_id
 from hes_sim.meter_sim.lean import lean_link_factory, loopback_sources
+from hes_sim.meter_sim.lean.context import WireTotals, wire_totals_of
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.runtime import ServiceGate
-from hes_sim.meter_sim.transport import LinkFactory, aiomqtt_link_factory
+from hes_sim.meter_sim.transport import LinkFactory, MeterLink, aiomqtt_link_factory
 from hes_sim.runner.shards.messages import shard_of
 from hes_sim.scenario.model import Scenario
 
@@ -85,7 +87,21 @@ def routed_link_factory(
     factories = [link_factory(broker, transport) for broker in brokers]
     if len(factories) == 1:
         return factories[0]
-    return lambda meter_id: factories[shard_of(meter_id, len(factories))](meter_id)
+    return RoutedLinks(factories)
+
+
+class RoutedLinks:
+    """A link factory per broker; a meter's link from its broker's factory."""
+
+    def __init__(self, factories: Sequence[LinkFactory]) -> None:
+        self._factories = tuple(factories)
+
+    def __call__(self, meter_id: str) -> AbstractAsyncContextManager[MeterLink]:
+        return self._factories[shard_of(meter_id, len(self._factories))](meter_id)
+
+    def wire_totals(self) -> WireTotals | None:
+        totals = [t for f in self._factories if (t := wire_totals_of(f)) is not None]
+        return sum(totals, WireTotals()) if totals else None
 
 
 def scenario_register(scenario: Scenario, grid: Grid) -> list[MeterInfo]:

@@ -28,7 +28,7 @@ from hes_sim.hes.tally import IngestTally
 from hes_sim.http_metrics import MetricsServer
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.fleet import Fleet
-from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector
+from hes_sim.meter_sim.metrics import FleetMetrics, RadioCollector, WireCollector
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.runner.billing_endpoint import BillingEndpoint
 from hes_sim.runner.broker import PrivateMosquitto
@@ -388,6 +388,7 @@ class ScenarioRun:
         of its own would serve them)."""
         registry = CollectorRegistry()
         self.bus.subscribe(FleetMetrics(registry, meters_powered=fleet.powered))
+        registry.register(WireCollector(fleet.wire_totals))
         if network is not None:
             registry.register(RadioCollector(network.radio, self.clock.now))
         return MetricsServer(

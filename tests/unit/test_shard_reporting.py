@@ -46,6 +46,9 @@ class CountedFleet:
     def powered(self) -> int:
         return 3
 
+    def wire_totals(self) -> None:
+        return None  # aiomqtt links count nothing of their own
+
 
 def test_an_idle_fleet_is_counted_only_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]

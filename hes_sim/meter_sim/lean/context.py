@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.meter_sim.lean.dialer import Dialer
@@ -41,6 +42,50 @@ class LeanStats:
     connect_failures: int = 0  # TCP refused, reset or timed out before CONNACK
     lost: int = 0  # links that ended without being closed by their meter
     errors: Counter[str] = field(default_factory=Counter)  # malformed, protocol, keepalive
+
+    def totals(self) -> WireTotals:
+        return WireTotals(
+            self.connects,
+            self.refused,
+            self.connect_failures,
+            self.lost,
+            tuple(sorted(self.errors.items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WireTotals:
+    """:class:`LeanStats` at one moment: what a fleet process reports, and what the run
+    adds up over its processes for the fleet's metrics."""
+
+    connects: int = 0
+    refused: int = 0
+    connect_failures: int = 0
+    lost: int = 0
+    errors: tuple[tuple[str, int], ...] = ()  # (reason, count), by reason
+
+    def __add__(self, other: WireTotals) -> WireTotals:
+        errors = Counter(dict(self.errors))
+        errors.update(dict(other.errors))
+        return WireTotals(
+            self.connects + other.connects,
+            self.refused + other.refused,
+            self.connect_failures + other.connect_failures,
+            self.lost + other.lost,
+            tuple(sorted(errors.items())),
+        )
+
+
+@runtime_checkable
+class CountsWire(Protocol):
+    """A link factory that counts what its links met on the wire (the lean ones do)."""
+
+    def wire_totals(self) -> WireTotals | None: ...
+
+
+def wire_totals_of(links: object) -> WireTotals | None:
+    """What ``links`` (a link factory) counted on the wire; None if it counts nothing."""
+    return links.wire_totals() if isinstance(links, CountsWire) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hes_sim.broker_address import BrokerAddress
-from hes_sim.meter_sim.lean.context import LeanOptions, LeanStats, LinkContext
+from hes_sim.meter_sim.lean.context import LeanOptions, LeanStats, LinkContext, WireTotals
 from hes_sim.meter_sim.lean.dialer import Dialer
 from hes_sim.meter_sim.lean.keepalive import KeepAliveScheduler
 from hes_sim.meter_sim.lean.link import LeanLink
@@ -33,6 +33,9 @@ class LeanLinkFactory:
     @property
     def stats(self) -> LeanStats:
         return self.context.stats
+
+    def wire_totals(self) -> WireTotals:
+        return self.context.stats.totals()
 
     @property
     def keepalive(self) -> KeepAliveScheduler:

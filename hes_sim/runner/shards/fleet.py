@@ -24,6 +24,7 @@ import structlog
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.events import EventBus
+from hes_sim.meter_sim.lean.context import WireTotals
 from hes_sim.meter_sim.runtime import RunPlan
 from hes_sim.pipe_frames import end_children, write_to
 from hes_sim.runner.shards.messages import (
@@ -170,6 +171,11 @@ class ShardedFleet:
 
     def powered(self) -> int:
         return sum(shard.status.powered for shard in self._shards)
+
+    def wire_totals(self) -> WireTotals | None:
+        """What the fleet processes' lean links met on the wire, as last reported."""
+        reported = [s.status.wire for s in self._shards if s.status.wire is not None]
+        return sum(reported, WireTotals()) if reported else None
 
     async def wait_connected(self) -> None:
         await self._until(lambda: self.connected >= self.meters)

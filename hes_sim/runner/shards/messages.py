@@ -14,6 +14,7 @@ from typing import cast
 from hes_sim import pipe_frames
 from hes_sim.errors import HesSimError
 from hes_sim.events import Event
+from hes_sim.meter_sim.lean.context import WireTotals
 
 
 class ShardError(HesSimError):
@@ -61,6 +62,7 @@ class Status:
     connected: int
     finished: int
     powered: int
+    wire: WireTotals | None = None  # what its lean links met on the wire
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ class Reporter:
             return
         self.changed, self._status_at = False, now
         self._send(Status(len(fleet.runtimes), fleet.connected, fleet.finished,
-                          fleet.powered()))  # fmt: skip
+                          fleet.powered(), fleet.wire_totals()))  # fmt: skip
 
     def _send(self, message: FromWorker) -> None:
         if not self._out.is_closing():
