@@ -1,7 +1,7 @@
 """When a meter's modem has a cell to talk to: the runtime's side of the radio model.
 
-A meter whose cell is down camps on it (awaits the cell's event, no polling); a meter in
-a coverage gap looks again every ``HOLE_CHECK_S`` simulated seconds (gaps are rare and
+A meter whose cell is down camps on it (awaits a future of its own, no polling); a meter
+in a coverage gap looks again every ``HOLE_CHECK_S`` simulated seconds (gaps are rare and
 last minutes). Service does not mean a bearer: the attach may still be refused (a full
 cell), which the meter's back-off handles.
 """
@@ -21,25 +21,40 @@ class CellServiceGate:
     def __init__(self, radio: RadioNetwork, clock: SimClock, cells: Iterable[str]) -> None:
         self._radio = radio
         self._clock = clock
-        self._up: dict[str, asyncio.Event] = {}
-        for cell in cells:
-            self._up[cell] = asyncio.Event()
-            self._up[cell].set()
+        # per cell: None while it is up, else the futures of the meters camping on it. A
+        # future each, not one shared event: a stopping fleet cancels thousands of campers
+        # in any order, and an event's waiters leave its deque one linear search at a time.
+        self._campers: dict[str, set[asyncio.Future[None]] | None] = dict.fromkeys(cells)
 
     def cell_down(self, cell_id: str) -> None:
-        self._up[cell_id].clear()
+        if self._campers[cell_id] is None:
+            self._campers[cell_id] = set()
 
     def cell_up(self, cell_id: str) -> None:
-        self._up[cell_id].set()
+        campers = self._campers[cell_id]
+        self._campers[cell_id] = None
+        for camper in campers or ():
+            if not camper.done():
+                camper.set_result(None)
 
     def has_service(self, meter_id: str) -> bool:
-        up = self._up[self._radio.cell_of(meter_id)]
-        return up.is_set() and self._radio.in_service(meter_id, self._clock.now())
+        cell_id = self._radio.cell_of(meter_id)
+        return self._campers[cell_id] is None and self._radio.in_service(
+            meter_id, self._clock.now()
+        )
 
     async def in_service(self, meter_id: str) -> None:
-        up = self._up[self._radio.cell_of(meter_id)]
+        cell_id = self._radio.cell_of(meter_id)
         while True:
-            await up.wait()
+            campers = self._campers[cell_id]
+            if campers is not None:
+                camper = asyncio.get_running_loop().create_future()
+                campers.add(camper)
+                try:
+                    await camper
+                finally:
+                    campers.discard(camper)
+                continue  # the cell is up again (or went down anew meanwhile)
             if self._radio.in_service(meter_id, self._clock.now()):
                 return
             await asyncio.sleep(self._clock.wall_seconds(HOLE_CHECK_S))
