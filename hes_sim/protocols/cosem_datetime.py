@@ -41,11 +41,15 @@ def encode(value: datetime, clock_status: int = 0) -> bytes:
     )
 
 
+def decode(data: bytes) -> datetime:
+    return _decode(bytes(data))  # bytes of bytes is the same object; a bytearray hashes not
+
+
 # A fleet's pushes for one interval carry the same 12 octets: the head-end decodes each
 # once. Only fully decoded instants are kept (an error is raised, never cached), and
 # datetimes are immutable, so sharing one is safe.
 @functools.lru_cache(maxsize=4096)
-def decode(data: bytes) -> datetime:
+def _decode(data: bytes) -> datetime:
     if len(data) != SIZE:
         raise CodecError("datetime", f"date-time of {len(data)} octets, expected {SIZE}")
     year, month, day, _dow, hour, minute, second, hundredths, deviation, _status = (

@@ -81,3 +81,9 @@ def test_arbitrary_bytes_raise_only_codec_error(data: bytes):
 
 def test_utc_is_deviation_zero():
     assert cosem_datetime.encode(datetime(2026, 1, 1, tzinfo=UTC))[9:11] == b"\x00\x00"
+
+
+def test_a_bytearray_or_memoryview_decodes_as_its_bytes():
+    raw = cosem_datetime.encode(datetime(2026, 11, 28, 10, 15, tzinfo=IST))
+    assert cosem_datetime.decode(bytearray(raw)) == cosem_datetime.decode(raw)  # type: ignore[arg-type]
+    assert cosem_datetime.decode(memoryview(raw)) == cosem_datetime.decode(raw)  # type: ignore[arg-type]
