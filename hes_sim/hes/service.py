@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -34,6 +33,7 @@ from hes_sim.events import (
     MeterOffline,
     MeterOnline,
 )
+from hes_sim.hes.answers import PendingAnswers, Verdict
 from hes_sim.hes.broker_link import BrokerLink, hold_link
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response, parse_topic
 from hes_sim.hes.ingest_queue import IngestQueue
@@ -46,8 +46,6 @@ from hes_sim.protocols import topics, wrapper
 from hes_sim.protocols.topics import Channel, MeterState
 
 log = structlog.get_logger(__name__)
-
-LATE_ANSWER_WINDOW = 4.0  # an answer later than four timeouts is taken as never coming
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +115,8 @@ class HeadEnd:
         self._stack = contextlib.AsyncExitStack()
         self._links: dict[int, BrokerLink] = {}  # by broker index, while connected
         self._broker_of: dict[str, int] = {}  # meter -> the broker it was last heard on
-        # one outstanding request per meter: its future, removed when the exchange ends
-        self._waiting: dict[str, asyncio.Future[bytes]] = {}
-        # answers still owed for requests that timed out, per meter: until when (monotonic)
-        # one is taken for the late one, not for the answer to the next request
-        self._owed: dict[str, deque[float]] = {}
+        # one outstanding request per meter, and the answers owed to those given up on
+        self._answers = PendingAnswers(time.monotonic)
         self._readers: list[asyncio.Task[None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -240,10 +235,7 @@ class HeadEnd:
         link = self._links.get(index)
         if link is None:
             raise BrokerError(f"the head-end is not connected to {self._brokers[index]}")
-        if meter_id in self._waiting:
-            raise RuntimeError(f"a request to {meter_id} is already outstanding")
-        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[meter_id] = answer
+        answer = self._answers.expect(meter_id, apdu)
         try:
             frame = wrapper.wrap(apdu, wrapper.HES_CLIENT_WPORT, wrapper.METER_WPORT)
             try:
@@ -254,44 +246,26 @@ class HeadEnd:
                 async with asyncio.timeout(timeout_s):
                     return await answer
             except TimeoutError:
-                owed = self._owed.setdefault(meter_id, deque())
-                owed.append(time.monotonic() + LATE_ANSWER_WINDOW * timeout_s)
+                self._answers.give_up(meter_id, timeout_s)
                 raise
         finally:
-            del self._waiting[meter_id]
+            self._answers.done(meter_id)
 
     def _on_response(self, meter_id: str, frame: bytes) -> None:
-        if self._late(meter_id):
-            # a meter answers in order: this is the answer to a request given up on
-            self._bus.emit(LateAnswer(meter_id))
-            log.info("late_answer_dropped", meter_id=meter_id)
-            return
-        waiting = self._waiting.get(meter_id)
-        if waiting is None or waiting.done():
-            self._bus.emit(DecodeFailed("unsolicited_response", meter_id))
-            log.warning("unsolicited_response", meter_id=meter_id)
-            return
         try:
             _header, apdu = wrapper.unwrap(frame)
         except CodecError as exc:
-            waiting.set_exception(exc)
+            if not self._answers.fail(meter_id, exc):  # else the request fails with it
+                self._bus.emit(DecodeFailed(exc.reason, meter_id))
+                log.warning("response_rejected", meter_id=meter_id, error=str(exc))
             return
-        waiting.set_result(apdu)
-
-    def _late(self, meter_id: str) -> bool:
-        """Whether an answer still owed to a timed-out request is due; owed answers that
-        never came within their window are forgotten (the request was lost)."""
-        owed = self._owed.get(meter_id)
-        if not owed:
-            return False
-        now = time.monotonic()
-        while owed and owed[0] < now:
-            owed.popleft()
-        if not owed:
-            del self._owed[meter_id]
-            return False
-        owed.popleft()
-        return True
+        verdict = self._answers.take(meter_id, apdu)
+        if verdict is Verdict.LATE:
+            self._bus.emit(LateAnswer(meter_id))
+            log.info("late_answer_dropped", meter_id=meter_id)
+        elif verdict is Verdict.UNSOLICITED:
+            self._bus.emit(DecodeFailed("unsolicited_response", meter_id))
+            log.warning("unsolicited_response", meter_id=meter_id)
 
     def _on_state(self, meter_id: str, data: bytes, *, retained: bool) -> None:
         try:
