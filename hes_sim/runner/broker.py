@@ -30,16 +30,10 @@ INSTALL_HINT = (
     "mosquitto is not installed: install it with 'sudo apt-get install mosquitto' "
     "(or your system's package manager), or pass --broker mqtt://host:port"
 )
-# Persistence: a broker stopped (SIGTERM) and started again keeps the head-end's
-# persistent session, its subscriptions and its queue, so the meters' pushes of the
-# moments before the head-end is back are kept for it, not dropped for want of a
-# subscriber. The meters' own sessions are clean and are not kept. A crash (SIGKILL)
-# loses what came after the last save, as it would in the field.
 CONFIG_TEMPLATE = """\
 listener {port} 127.0.0.1
 allow_anonymous true
-persistence true
-persistence_location {directory}/
+persistence false
 max_inflight_messages 1000
 max_queued_messages 1000000
 max_queued_bytes 0
@@ -110,9 +104,7 @@ class PrivateMosquitto:
         """Start (or start again, on the same port) and wait until it accepts connections."""
         port = self._port or free_port()
         config = Path(self._dir.name) / "mosquitto.conf"
-        config.write_text(
-            CONFIG_TEMPLATE.format(port=port, user=getpass.getuser(), directory=self._dir.name)
-        )
+        config.write_text(CONFIG_TEMPLATE.format(port=port, user=getpass.getuser()))
         with self.log_path.open("ab") as log_file:
             self._process = await asyncio.create_subprocess_exec(
                 self._binary,
