@@ -66,6 +66,7 @@ from hes_sim.hes.meter_sessions import Exchange
 from hes_sim.hes.node import HeadEndNode, NodeOptions
 from hes_sim.keyring import FleetKeyring
 from hes_sim.logging import configure_logging
+from hes_sim.pipe_frames import end_children
 from hes_sim.runner.broker import PrivateMosquitto
 from hes_sim.runner.fleet_register import scenario_grid
 from hes_sim.scenario.model import Scenario, load_scenario
@@ -288,12 +289,7 @@ async def fleet_process(
     finally:
         if process.returncode is None:
             process.terminate()
-            try:
-                async with asyncio.timeout(30):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+            await end_children([process], 30)
 
 
 async def wait_online(node: TimedNode, meters: int, fleet: asyncio.subprocess.Process) -> None:

@@ -23,6 +23,7 @@ import structlog
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.errors import BrokerError
+from hes_sim.pipe_frames import end_children
 
 log = structlog.get_logger(__name__)
 
@@ -152,12 +153,7 @@ class PrivateMosquitto:
             process.kill()
         else:
             process.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await end_children([process], 10)
 
     async def restart(self) -> None:
         await self.stop()
