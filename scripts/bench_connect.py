@@ -10,17 +10,19 @@ per fleet process (127.0.0.1 only). No head-end: only the meters and the brokers
 
 Each size is run twice, in two fresh sets of processes:
 
-* **capacity** -- connect randomisation 0 and the time scale at its maximum (10,000), so
-  that the reconnect back-off (60 s of simulated time, the push setup's repetition delay)
-  and the modem's 20 s boot shrink to milliseconds: what is measured is how fast the
-  processes and brokers connect meters;
-* **configured** -- the scenario's own time scale (1: real time) and push randomisation
-  (5 min): what an operator would see.
+* **capacity** -- connect randomisation and start spread 0 and the time scale at its
+  maximum (10,000), so that the reconnect back-off (60 s of simulated time, the push
+  setup's repetition delay) and the modem's 20 s boot shrink to milliseconds: what is
+  measured is how fast the processes and brokers connect meters;
+* **configured** -- the scenario's own time scale (1: real time), start spread (60 s)
+  and push randomisation (5 min): what an operator would see.
 
 And each run measures, one after the other:
 
 1. **cold start**: from launching the fleet processes until every meter is connected
-   (the processes start, build their meters and connect them, 200 at a time each);
+   (the processes start and build their meters; then each meter connects at its seeded
+   point of the scenario's ``fleet.start_spread`` after its process started: uniform in
+   [0, 60 s) configured, all at once in capacity mode; 200 at a time each);
 2. **broker restart**: every mosquitto killed (SIGKILL, a crash) and started again on its
    port; every meter sees its link drop and reconnects after its back-off (uniform in
    [0, 60 s] simulated at the first retry, doubling to 300 s while the broker refuses);
@@ -32,16 +34,17 @@ And each run measures, one after the other:
 
 The fleet is started (the run's clock and plan sent to every process, as a run does once
 its meters are connected) on a schedule that ends before its first interval, so the
-meters stay idle and never push. Started it must be with the meter runtime of commit
-3522ffd: a meter whose link drops while it waits for the start cancels the plan future
-every meter shares (``hes_sim/meter_sim/runtime.py``, ``_serve``: ``await self._plan``,
-unshielded), so every waiting meter's task ends and nothing reconnects.
+meters stay idle and never push. (It had to be with the meter runtime of commit 3522ffd,
+where a meter whose link dropped while it waited for the start cancelled the plan future
+every meter shared, and nothing reconnected; since 5fe0993 a waiting meter only looks
+whether the plan is set, and the start is kept so that the steps run as in a run.)
 
 "Connected" is the meter's own ``MeterConnected`` event (CONNACK, SUBACK and the retained
 ``online`` state acknowledged), which the fleet processes batch to this process every
 0.25 s: times are good to about a quarter of a second. The links dropped by a power cut
 are counted at the brokers (their open descriptors). For each step the table shows the
-wall time, meters per second, and the CPU seconds used meanwhile by the fleet processes,
+wall time, meters per second, the window that paces it (start spread, back-off, boot and
+randomisation) in its note, and the CPU seconds used meanwhile by the fleet processes,
 by the mosquittos, by this process (it receives every event), in interrupts (``irq``:
 loopback TCP is largely softirq work, charged to no process) and by every other process
 of the machine (``others``: a shared machine skews the figures, and that column says by
@@ -52,8 +55,8 @@ how much); with two cores, 2 x wall seconds is all the CPU there is.
     .venv/bin/python scripts/bench_connect.py --sizes 20000 --steps "" --idle-s 130  # idle CPU
 
 The 100k size needs about 3 GB of RAM and several minutes (the configured power
-restoration alone lasts the randomisation window, 5 min). Every process this starts is
-stopped on exit, Ctrl-C included.
+restoration alone lasts the randomisation window, 5 min, and the cold start its start
+spread, 1 min). Every process this starts is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -273,7 +276,8 @@ HEADER = (
 
 def write_scenario(directory: Path, meters: int, mode: str) -> Path:
     """scale-100k.yaml with ``meters`` meters, one fleet process per 15,000 and one
-    broker per process; ``capacity`` also sets randomisation 0 and the top time scale."""
+    broker per process; ``capacity`` also sets the randomisation and the start spread to
+    0 and the time scale to its top."""
     spec = yaml.safe_load(SCENARIO.read_text())
     three = round(meters * THREE_PHASE_SHARE)
     processes = max(1, math.ceil(meters / METERS_PER_FLEET_PROCESS))
@@ -284,6 +288,7 @@ def write_scenario(directory: Path, meters: int, mode: str) -> Path:
     if mode == "capacity":
         spec["time_scale"] = CAPACITY_TIME_SCALE
         spec["push"]["randomisation_start_interval"] = 0
+        spec["fleet"]["start_spread"] = 0
     path = directory / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -388,12 +393,17 @@ class Run:
             async with fleet:
                 procs.find_fleet()
                 self.started.update(p.pid for p in procs.fleet)
-                await wait_done(self.watch, self.timeout_s)
+                await wait_done(self.watch, self.timeout_s + self._spread_s())
                 after = procs.sample()
                 held = procs.broker_links(baseline)
+                spread = (
+                    f"start spread uniform 0-{self._spread_s():g} s"
+                    if self._spread_s() > 0
+                    else "no start spread"
+                )
                 self.row("cold start", launched, before, after,
                          f"{processes} fleet processes, {len(brokers)} brokers; "
-                         f"{held:,} links at the brokers")  # fmt: skip
+                         f"{held:,} links at the brokers; {spread}")  # fmt: skip
                 try:
                     # started on a schedule of no interval: every meter is past its wait
                     # for the start (see the module's doc) and idle
@@ -478,6 +488,10 @@ class Run:
 
     def _window_s(self) -> float:
         return self.scenario.push.randomisation_start_interval / self.scenario.time_scale
+
+    def _spread_s(self) -> float:
+        """The cold start's window, wall seconds: each process's meters connect over it."""
+        return self.scenario.fleet.start_spread / self.scenario.time_scale
 
     def _backoff_s(self) -> float:
         return 60.0 / self.scenario.time_scale  # the push setup's repetition delay

@@ -206,7 +206,9 @@ async def main(options: argparse.Namespace) -> None:
     mib = 1024 * 1024
     after = "after each meter's first push" if options.pushed else "before any push"
     print(f"scenario {options.scenario.name}, shard {options.shard}, lean transport, {after}")
-    print(f"meters held by the fleet process: {full.meters:,} (online in {full.connect_s:.1f} s)")
+    spread = load_scenario(options.scenario).fleet.start_spread  # the cold start's window
+    print(f"meters held by the fleet process: {full.meters:,} (online in {full.connect_s:.1f} s,"
+          f" first connects spread over {spread:g} s)")  # fmt: skip
     print(f"RSS: {full.rss / mib:.1f} MiB")
     print(f"baseline: {base.rss / mib:.1f} MiB (shard 0/{options.baseline_shards}, "
           f"{base.meters} meters)")  # fmt: skip

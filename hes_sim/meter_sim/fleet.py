@@ -3,6 +3,8 @@ manager.
 
 A meter holds a task only while it works (see :mod:`hes_sim.meter_sim.runtime`); the
 fleet owns those tasks, and one :class:`WakeScheduler` that wakes its idle meters.
+Entering the fleet is its cold start: every meter connects at once, or, with a start
+spread, each at its own seeded point of the spread, woken by the same scheduler.
 Shutdown is two-phase: ``stopping`` is set and every meter woken, so that meters say
 goodbye and disconnect; whatever is still running after the grace period is cancelled.
 """
@@ -10,6 +12,7 @@ goodbye and disconnect; whatever is still running after the grace period is canc
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import timezone
@@ -41,6 +44,22 @@ def build_meters(
     return build_grid(counts, fleet_seed, tz, grid).meters
 
 
+FIRST_CONNECT_SALT = 0x57A27  # the cold start's draws, apart from back-off's and boot's
+
+
+def first_connect_delay(fleet_seed: int, meter_id: str, spread_s: float) -> float:
+    """Simulated seconds from the fleet's start to the meter's first connect: uniform in
+    ``[0, spread_s)``, from the meter's own seeded generator (same seed, same draw).
+
+    A generator made for this one draw and dropped: the meter's kept one
+    (``MeterRuntime``'s lazy ``rng``) would hold its 2.5 KB of state for the whole run
+    once drawn from, in every meter, and its later draws would shift with the spread."""
+    if spread_s <= 0:
+        return 0.0
+    draws = random.Random(meter_seed(fleet_seed, meter_id) ^ FIRST_CONNECT_SALT)
+    return draws.random() * spread_s
+
+
 class Fleet:
     def __init__(
         self,
@@ -54,6 +73,7 @@ class Fleet:
         reconnect_base_s: float = 5.0,
         reconnect_cap_s: float = 300.0,
         connect_concurrency: int = 200,
+        start_spread_s: float = 0.0,
         shutdown_grace_s: float = 10.0,
         clock: SimClock,
         keyring: FleetKeyring | None = None,
@@ -61,6 +81,11 @@ class Fleet:
         service: ServiceGate | None = None,
         on_power_loss: Callable[[str], object] | None = None,
     ) -> None:
+        if start_spread_s < 0:
+            raise ValueError(f"start_spread_s must be >= 0, got {start_spread_s}")
+        self._seed = seed
+        self._start_spread_s = start_spread_s  # simulated seconds
+        self._clock = clock
         self._plan: asyncio.Future[RunPlan | None] = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
         self._grace_s = shutdown_grace_s
@@ -116,8 +141,15 @@ class Fleet:
 
     async def __aenter__(self) -> Fleet:
         await self._group.__aenter__()
+        spread = self._start_spread_s
         for runtime in self.runtimes:
-            runtime.wake()  # each connects, then parks until its first push
+            if spread > 0:
+                # as when an area is powered on at once: each meter's first connect at its
+                # own point of the spread, so that the fleet's CPU does not pace it
+                delay = first_connect_delay(self._seed, runtime.meter.meter_id, spread)
+                runtime.connect_after(self._clock.wall_seconds(delay))
+            else:
+                runtime.wake()  # each connects, then parks until its first push
         return self
 
     async def __aexit__(

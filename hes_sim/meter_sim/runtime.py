@@ -51,7 +51,7 @@ from hes_sim.meter_sim.listening import Spawn, listening
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
 from hes_sim.meter_sim.transport import LinkFactory, ListeningLink, MeterLink
-from hes_sim.meter_sim.wakeups import Entry, WakeScheduler
+from hes_sim.meter_sim.wakeups import Entry, WakeScheduler, still_filed
 from hes_sim.protocols import frame, wrapper
 from hes_sim.protocols.block_load import BlockLoadEntry
 from hes_sim.protocols.push import DataNotification, EventEntry
@@ -174,12 +174,26 @@ class MeterRuntime:
 
     def wake(self) -> None:
         """Something may be due (a push, a frame, the start, power, the stop): run the
-        meter's worker, unless it runs already (it looks again before it parks)."""
+        meter's worker, unless it runs already (it looks again before it parks), or the
+        meter waits for its first connect (:meth:`connect_after`)."""
         if self._worker is None:
-            if not self._ended:
+            if not self._ended and not self._first_connect_ahead():
                 self._worker = self._fleet.spawn(self._work(), f"meter:{self.meter.meter_id}")
         elif self._fleet.stopping.is_set():
             self._rouse()  # a worker waiting offline (back-off, power, cell) leaves now
+
+    def connect_after(self, wall_s: float) -> None:
+        """The fleet's cold start, spread: the meter's first connect ``wall_s`` from now,
+        filed in the fleet's wake-ups (no task, no timer of its own). Until then other
+        wake-ups (the run's start) leave it waiting; the stop clears the wake-ups, and
+        the meter leaves without connecting."""
+        self._wake_entry = self._fleet.wakeups.wake_in(wall_s, self)
+
+    def _first_connect_ahead(self) -> bool:
+        """Offline with a wake-up still filed: its first connect, later (an offline meter
+        files no other; losing a link drops the push it was filed for)."""
+        entry = self._wake_entry
+        return self._link is None and entry is not None and still_filed(entry)
 
     def _rouse(self) -> None:
         """End the offline worker's wait (it looks again why it waits, and may go on)."""

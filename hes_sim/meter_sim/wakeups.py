@@ -36,6 +36,11 @@ class Sleeper(Protocol):
 Entry = list[float | int | Sleeper | None]
 
 
+def still_filed(entry: Entry) -> bool:
+    """Whether ``entry`` still waits for its time: neither woken, cancelled nor cleared."""
+    return entry[2] is not None
+
+
 class WakeHeap:
     """Sleepers by the time they want to be woken; ``pop_due(now)`` hands back the due."""
 

@@ -62,6 +62,7 @@ def scenario_fleet(
         seed=scenario.seed,
         time_scale=scenario.time_scale,
         push_randomisation_s=scenario.push.randomisation_start_interval,
+        start_spread_s=scenario.fleet.start_spread,
         clock=clock,
         keyring=keyring,
         cipher_pushes=scenario.security.pushes == "ciphered",

@@ -35,3 +35,13 @@ class ProgressLine:
         else:
             self._stream.write(text + "\n")
         self._stream.flush()
+
+
+def connecting_text(connected: int, total: int, start_spread_wall_s: float, waited_s: float) -> str:
+    """The line while the fleet connects, before the run's clock starts. With a start
+    spread it says how far into the spread the run is: a slow count is then the configured
+    pace, not a stall."""
+    text = f"connecting meters {connected}/{total}"
+    if start_spread_wall_s > 0:
+        text += f" | {waited_s:.1f} s into a {start_spread_wall_s:.1f} s start spread"
+    return text

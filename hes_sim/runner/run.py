@@ -52,7 +52,7 @@ from hes_sim.runner.loop_errors import LoopErrors
 from hes_sim.runner.network import SimulatedNetwork, simulated_network
 from hes_sim.runner.network_tally import NetworkTally
 from hes_sim.runner.prepaid import drive_prepaid, prepaid_figures
-from hes_sim.runner.progress import ProgressLine
+from hes_sim.runner.progress import ProgressLine, connecting_text
 from hes_sim.runner.reporting import EndState, Tallies, build_report
 from hes_sim.runner.shards.fleet import ShardedFleet
 from hes_sim.runner.tally import RunTally
@@ -86,6 +86,13 @@ class RunOptions:
     fleet_metrics_port: int = 0  # the meters' side of the metrics; 0 picks a free port
     # called once the run is drained, before the fleet and head-end shut down (tests use it)
     before_shutdown: Callable[[HeadEnd, ReadStore], Awaitable[None]] | None = None
+
+
+def connect_budget_s(meters: int, start_spread_wall_s: float) -> float:
+    """How long the run waits for every meter's first connect before its clock starts:
+    what the processes need to connect them, on top of the scenario's start spread (the
+    window the meters' first connects are spread over, in wall seconds)."""
+    return max(CONNECT_WALL_S_MIN, CONNECT_WALL_S_PER_METER * meters) + start_spread_wall_s
 
 
 def check_file_limit(meters: int) -> None:
@@ -187,6 +194,9 @@ class ScenarioRun:
         self.fleet_secret = secret  # for fleet processes, which derive the same keys
         self.keyring = FleetKeyring(secret)
         self.cipher_pushes = ciphered
+        # wall seconds over which the meters' first connects are spread (0: all at once)
+        self.start_spread_wall_s = self.clock.wall_seconds(scenario.fleet.start_spread)
+        self.connecting_since = time.monotonic()  # set again as the fleet starts
 
     def _db_path(self) -> str | Path:
         if self.options.db_path is not None:
@@ -278,6 +288,7 @@ class ScenarioRun:
                 hes, store = node.hes, node.store
                 fleet = self._fleet(brokers, network)
                 fleet_metrics = self._fleet_metrics(fleet, network)
+                self.connecting_since = time.monotonic()
                 async with fleet_metrics, asyncio.TaskGroup() as helpers, fleet:
                     self._announce_fleet(fleet_metrics)
                     watchers = self._watchers(helpers, node, fleet, network, private)
@@ -466,7 +477,7 @@ class ScenarioRun:
 
     async def _drive(self, fleet: Fleet | ShardedFleet, hes: HeadEnd) -> None:
         scenario, clock = self.scenario, self.clock
-        connect_budget = max(CONNECT_WALL_S_MIN, CONNECT_WALL_S_PER_METER * len(self.meters))
+        connect_budget = connect_budget_s(len(self.meters), self.start_spread_wall_s)
         try:
             async with asyncio.timeout(connect_budget):
                 await fleet.wait_connected()
@@ -509,7 +520,8 @@ class ScenarioRun:
     def _progress_text(self, fleet: Fleet | ShardedFleet, hes: HeadEnd) -> str:
         total = len(self.meters)
         if not self.clock.running:
-            return f"connecting meters {fleet.connected}/{total}"
+            waited = time.monotonic() - self.connecting_since
+            return connecting_text(fleet.connected, total, self.start_spread_wall_s, waited)
         duration = self.scenario.duration
         tally = self.ingest_tally
         return (

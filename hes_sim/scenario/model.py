@@ -111,6 +111,12 @@ class FleetSpec(Strict):
         description="the meters' MQTT client: aiomqtt, or lean (a bare protocol per meter, "
         "about 3 KiB and no idle CPU a link; for large fleets)",
     )
+    start_spread: SimSeconds = Field(
+        default=0.0,
+        description="the cold start's randomisation: each meter's first connect at a seeded "
+        "random point of [0, start_spread) after its fleet process starts, as when a whole "
+        "area is powered on (0: every meter at once, as fast as the processes connect them)",
+    )
 
     @property
     def process_count(self) -> int:

@@ -134,3 +134,29 @@ def test_monthly_bills_follow_the_sink_and_a_reads_only_sink_refuses_them(tmp_pa
         load_scenario(write(tmp_path, VALID + "export: {sink: cim, bills: true}\n"))
     with pytest.raises(ScenarioError, match=r"tariff"):
         load_scenario(write(tmp_path, VALID + "export: {sink: jsonl, tariff: nowhere.yaml}\n"))
+
+
+def test_fleet_start_spread_is_a_duration_and_none_by_default(tmp_path: Path):
+    assert load_scenario(write(tmp_path, VALID)).fleet.start_spread == 0  # all at once
+    spread = VALID.replace("{single_phase: 2}", "{single_phase: 2, start_spread: 1m30s}")
+    assert load_scenario(write(tmp_path, spread)).fleet.start_spread == 90
+    shipped = load_scenario(ROOT / "config" / "scenarios" / "scale-100k.yaml")
+    assert shipped.fleet.start_spread == 60  # the 100k cold start: a powered-on area
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-5", "greater than or equal to 0"),
+        ("-1m", "not a duration"),
+        ("soon", "not a duration"),
+        (".nan", "greater than or equal to 0"),  # NaN is no duration either
+        ("[60]", "valid number"),
+    ],
+)
+def test_a_bad_fleet_start_spread_is_refused_naming_its_field(
+    tmp_path: Path, value: str, message: str
+):
+    bad = VALID.replace("{single_phase: 2}", f"{{single_phase: 2, start_spread: {value}}}")
+    with pytest.raises(ScenarioError, match=rf"fleet\.start_spread: .*{message}"):
+        load_scenario(write(tmp_path, bad))
