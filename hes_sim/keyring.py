@@ -21,6 +21,7 @@ class FleetKeyring:
         if len(fleet_secret) < 16:
             raise ValueError("the fleet secret needs at least 16 bytes")
         self._secret = fleet_secret
+        self._derivation = security.KeyDerivation(fleet_secret)
 
     def __repr__(self) -> str:
         return "FleetKeyring(<redacted>)"
@@ -32,7 +33,7 @@ class FleetKeyring:
         return self._secret
 
     def keys_for(self, meter_id: str) -> Keys:
-        return security.derive_keys(self._secret, meter_id)
+        return self._derivation.keys_for(meter_id)
 
     @staticmethod
     def system_title_for(meter_id: str) -> bytes:

@@ -163,7 +163,7 @@ class Backfill:
         self._wake = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._scanner: asyncio.Task[None] | None = None
-        bus.subscribe(self._on_event)
+        bus.subscribe(self._on_event, self.EVENT_KINDS)
 
     async def __aenter__(self) -> Self:
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
@@ -232,6 +232,8 @@ class Backfill:
         )
 
     # ---------------------------------------------------------------- events
+
+    EVENT_KINDS = (MeterOnline, CommandFinished, ReadsRecovered)  # what _on_event looks at
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MeterOnline):

@@ -77,7 +77,9 @@ class OperatorDesk:
         self._queue_depth = ingest_queue_depth
         self._relays: dict[str, RelayState] = {}
         self.prepaid: PrepaidEngine | None = None  # set when the head-end runs prepaid rules
-        bus.subscribe(self._on_event)
+        bus.subscribe(self._on_event, self.EVENT_KINDS)
+
+    EVENT_KINDS = (MeterEventReceived, CommandFinished)  # what _on_event looks at
 
     def _on_event(self, event: Event) -> None:
         match event:

@@ -51,14 +51,27 @@ class Decoded:
     events: list[EventRecord]
 
 
+# reads just stored, and when: how a head-end learns of them
+ReportStored = Callable[[Sequence[ReadRecord], float], None]
+
+
 class Ingest:
     def __init__(
-        self, store: ReadStore, clock: Clock, bus: EventBus, policy: PushPolicy | None = None
+        self,
+        store: ReadStore,
+        clock: Clock,
+        bus: EventBus,
+        policy: PushPolicy | None = None,
+        *,
+        report_stored: ReportStored | None = None,
     ) -> None:
+        """``report_stored``: where the reads each stored batch added go; by default a
+        ``ReadStored`` event each, on ``bus``."""
         self._store = store
         self._clock = clock
         self._bus = bus
         self._policy = policy or PushPolicy()
+        self._report_stored = report_stored or self._emit_stored
         self._counters = InvocationCounters()
         # each meter's system title and keys, derived once (two HMACs and a hash a push)
         self._senders: dict[str, tuple[bytes, Keys]] = {}
@@ -66,33 +79,62 @@ class Ingest:
 
     def open(self, push: InboundPush) -> DataNotification:
         """Unwrap, and decipher and check when ciphered, the notification in ``push``."""
+        keyring = self._policy.keyring
+        if keyring is not None and (sealed := frame.split_sealed_push(push.payload)):
+            # the usual push, its headers read by one struct
+            title, counter, body = sealed
+            control = security.SECURITY_AUTHENTICATED_ENCRYPTED
+            plain = self._decipher(
+                keyring, push.meter_id, title, counter, control=control, sealed=body
+            )
+            return decode_notification(plain)
         _header, apdu = wrapper.unwrap(push.payload)
         if not frame.is_ciphered(apdu):
             if self._policy.require_ciphered:
                 raise CodecError("security_policy", "plain push refused: suite 0 is required")
             return decode_notification(apdu)
-        keyring = self._policy.keyring
         if keyring is None:
             raise CodecError("security_policy", "ciphered push, but no fleet secret is set")
         ciphered = security.parse(apdu)
-        sender = self._senders.get(push.meter_id)
-        title, keys = sender or (
-            keyring.system_title_for(push.meter_id),
-            keyring.keys_for(push.meter_id),
+        if ciphered.system_title is None:  # pragma: no cover - general-glo-ciphering has one
+            raise CodecError("system_title", "a ciphered push without a system title")
+        plain = self._decipher(
+            keyring,
+            push.meter_id,
+            ciphered.system_title,
+            ciphered.invocation_counter,
+            control=ciphered.security_control,
+            sealed=ciphered.payload,
         )
-        if ciphered.system_title != title:
+        return decode_notification(plain)
+
+    def _decipher(
+        self,
+        keyring: FleetKeyring,
+        meter_id: str,
+        title: bytes,
+        counter: int,
+        *,
+        control: int,
+        sealed: bytes,
+    ) -> bytes:
+        """The plaintext, once the title is the meter's, the tag verifies and the counter is
+        fresh; CodecError naming which check failed otherwise."""
+        sender = self._senders.get(meter_id)
+        if sender is None:
+            sender = keyring.system_title_for(meter_id), keyring.keys_for(meter_id)
+        own_title, keys = sender
+        if title != own_title:
             raise CodecError("system_title", "the push's system title is not this meter's")
-        plain = security.decrypt(ciphered, title, keys)
-        if sender is None:  # kept once genuine, so forged meter ids cannot fill it
-            self._senders[push.meter_id] = title, keys
-        if not self._counters.is_fresh(push.meter_id, ciphered.invocation_counter):
+        plain = security.open_sealed(sealed, own_title, counter, control, keys)
+        self._senders[meter_id] = sender  # kept once genuine, so forged ids cannot fill it
+        if not self._counters.is_fresh(meter_id, counter):
             raise CodecError(
                 "replayed",
-                f"invocation counter {ciphered.invocation_counter} is not above "
-                f"{self._counters.last(push.meter_id)}",
+                f"invocation counter {counter} is not above {self._counters.last(meter_id)}",
             )
-        self._counters.accept(push.meter_id, ciphered.invocation_counter)
-        return decode_notification(plain)
+        self._counters.accept(meter_id, counter)
+        return plain
 
     def decode(
         self, push: InboundPush, now: float | None = None
@@ -111,12 +153,12 @@ class Ingest:
                     push.received_at,
                     entry.status_word.hex(),
                 )
-            validate_entry(entry, self._clock.now() if now is None else now)
+            interval_end = validate_entry(entry, self._clock.now() if now is None else now)
         except CodecError as exc:
             self._bus.emit(DecodeFailed(exc.reason, push.meter_id))
             log.warning("push_rejected", meter_id=push.meter_id, reason=exc.reason, error=str(exc))
             return None
-        return ReadRecord.from_entry(push.meter_id, entry, push.received_at)
+        return ReadRecord.from_entry(push.meter_id, entry, push.received_at, interval_end)
 
     async def process(self, batch: Sequence[InboundPush]) -> None:
         await self.store(self.decode_batch(batch))
@@ -141,20 +183,24 @@ class Ingest:
             stored_at, flags = await self._with_retry(
                 lambda at: self._store.add_reads(reads, at), len(reads)
             )
-            for read, stored in zip(reads, flags, strict=True):
-                if stored:
-                    delay = stored_at - read.interval_end
-                    self._bus.emit(
-                        ReadStored(read.meter_id, read.interval_end, delay, read.wh_import)
-                    )
-                else:
-                    self._bus.emit(ReadDuplicate(read.meter_id, read.interval_end))
+            fresh = [read for read, stored in zip(reads, flags, strict=True) if stored]
+            if len(fresh) < len(reads):
+                for read, stored in zip(reads, flags, strict=True):
+                    if not stored:
+                        self._bus.emit(ReadDuplicate(read.meter_id, read.interval_end))
+            self._report_stored(fresh, stored_at)
         if events:
             _at, flags = await self._with_retry(
                 lambda at: self._store.add_events(events, at), len(events)
             )
             for event, new in zip(events, flags, strict=True):
                 self._bus.emit(MeterEventReceived(event.meter_id, event.code, event.at, new))
+
+    def _emit_stored(self, reads: Sequence[ReadRecord], stored_at: float) -> None:
+        emit = self._bus.emit
+        for read in reads:
+            delay = stored_at - read.interval_end
+            emit(ReadStored(read.meter_id, read.interval_end, delay, read.wh_import))
 
     async def _with_retry(
         self, write: Callable[[float], Awaitable[list[bool]]], rows: int

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from hes_sim.events import (
     BackfillRequested,
@@ -32,7 +40,49 @@ from hes_sim.events import (
 DELAY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 
 
+class StoredReads(Collector):
+    """``hes_reads_stored`` and ``hes_read_delivery_delay_seconds``, counted per read.
+
+    Every read the head-end stores passes here. A prometheus-client counter and histogram
+    take a lock each and walk the buckets in Python (about a microsecond a read); these
+    are plain counts, summed when scraped."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self._bounds = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last: above every bound
+        self._sum = 0.0
+
+    def observe(self, delay: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, delay)] += 1
+        self._sum += delay
+
+    def collect(self) -> Iterator[Metric]:
+        counts, total = list(self._counts), self._sum
+        stored = sum(counts)
+        yield CounterMetricFamily(
+            "hes_reads_stored", "Block-load reads stored (first copy)", value=stored
+        )
+        cumulative, buckets = 0, []
+        bounds = (*map(floatToGoString, self._bounds), "+Inf")
+        for bound, count in zip(bounds, counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "hes_read_delivery_delay_seconds",
+            "Interval end to read stored, in simulated seconds",
+            buckets=buckets,
+            sum_value=total,
+        )
+
+
 class HesMetrics:
+    # the events this counts (the bus hands it no others)
+    KINDS: ClassVar[tuple[type[Event], ...]] = (
+        ReadStored, ReadDuplicate, DecodeFailed, HeadEndSubscribed, LateAnswer,
+        CommandFinished, MeterEventReceived, BackfillRequested, ReadsRecovered,
+        MeterOnline, MeterOffline,
+    )  # fmt: skip
+
     def __init__(
         self,
         registry: CollectorRegistry,
@@ -45,9 +95,8 @@ class HesMetrics:
             "hes_meters_online", "Meters whose state topic says online", registry=registry
         )
         online.set_function(meters_online)
-        self.reads_stored = Counter(
-            "hes_reads_stored", "Block-load reads stored (first copy)", registry=registry
-        )
+        self.stored_reads = StoredReads(DELAY_BUCKETS)
+        registry.register(self.stored_reads)
         self.reads_duplicate = Counter(
             "hes_reads_duplicate",
             "Block-load reads received again and not stored",
@@ -57,12 +106,6 @@ class HesMetrics:
             "hes_decode_errors",
             "Messages rejected before storage, by reason",
             ["reason"],
-            registry=registry,
-        )
-        self.delivery_delay = Histogram(
-            "hes_read_delivery_delay_seconds",
-            "Interval end to read stored, in simulated seconds",
-            buckets=DELAY_BUCKETS,
             registry=registry,
         )
         self.meter_events = Counter(
@@ -119,10 +162,14 @@ class HesMetrics:
         queue.set_function(queue_depth)
 
     def __call__(self, event: Event) -> None:
+        if type(event) is ReadStored:  # first, and without a pattern: the commonest by far
+            if not event.recovered:
+                self.stored_reads.observe(event.delivery_delay)
+            return
+        self._count(event)
+
+    def _count(self, event: Event) -> None:
         match event:
-            case ReadStored(delivery_delay=delay, recovered=False):
-                self.reads_stored.inc()
-                self.delivery_delay.observe(delay)
             case ReadDuplicate():
                 self.reads_duplicate.inc()
             case DecodeFailed(reason=reason):
@@ -202,6 +249,14 @@ class NodeGauges(Collector):
 
 class BusinessMetrics:
     """Prepaid and billing-export metrics, fed by domain events."""
+
+    KINDS: ClassVar[tuple[type[Event], ...]] = (
+        LightBack,
+        PrepaidDisconnected,
+        LowBalance,
+        ExportDelivered,
+        ExportFailed,
+    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.recharge_to_light = Histogram(

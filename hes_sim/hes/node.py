@@ -223,9 +223,7 @@ class HeadEndNode:
                 )
                 await self._stack.enter_async_context(self.exporter)
                 exporter = self.exporter
-                bus.subscribe(
-                    lambda event: exporter.notify() if isinstance(event, ReadStored) else None
-                )
+                bus.subscribe(lambda _read: exporter.notify(), (ReadStored,))
                 if options.export.bills is not None:
                     self.billing = MonthlyBilling(
                         self.store, clock, tz=options.tz, interval_s=options.export.interval_s,

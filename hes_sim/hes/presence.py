@@ -8,6 +8,7 @@ noticing yet. Times are simulated Unix seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -83,16 +84,23 @@ class MeterPresence:
     def touch(self, meter_id: str) -> bool:
         """A message came from the meter. True when that brings it back online (it had
         been declared offline for silence only)."""
+        return bool(self.touch_all((meter_id,)))
+
+    def touch_all(self, meter_ids: Iterable[str]) -> list[str]:
+        """Messages came from these meters, now: those that this brings back online."""
         now = self._clock.now()
-        current = self._meters.get(meter_id)
-        if current is None:
-            # heard from, but its state is not known yet: the retained state decides
-            self._meters[meter_id] = Presence(MeterState.OFFLINE, now, now, now, state_known=False)
-            return False
-        current.last_seen = now
-        if current.cause is OfflineCause.SILENCE:
-            return self.update(meter_id, MeterState.ONLINE)
-        return False
+        meters = self._meters
+        back: list[str] = []
+        for meter_id in meter_ids:
+            current = meters.get(meter_id)
+            if current is None:
+                # heard from, but its state is not known yet: the retained state decides
+                meters[meter_id] = Presence(MeterState.OFFLINE, now, now, now, state_known=False)
+                continue
+            current.last_seen = now
+            if current.cause is OfflineCause.SILENCE and self.update(meter_id, MeterState.ONLINE):
+                back.append(meter_id)
+        return back
 
     def seen_before(self, meter_id: str, last_seen: float) -> None:
         """Seed what an earlier head-end knew (from the store) so silence survives restarts."""

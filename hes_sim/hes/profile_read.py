@@ -229,12 +229,12 @@ async def read_block_load(
     for row in rows.items:
         entry = block_load_entry(layout, row)
         try:
-            validate_entry(entry, received_at)
+            interval_end = validate_entry(entry, received_at)
         except CodecError as exc:
             log.warning("profile_entry_rejected", meter_id=meter.meter_id, reason=exc.reason,
                         error=str(exc))  # fmt: skip
             continue
-        records.append(ReadRecord.from_entry(meter.meter_id, entry, received_at))
+        records.append(ReadRecord.from_entry(meter.meter_id, entry, received_at, interval_end))
     return records
 
 

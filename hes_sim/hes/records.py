@@ -24,7 +24,14 @@ class ReadRecord:
     received_at: float  # simulated Unix seconds
 
     @classmethod
-    def from_entry(cls, meter_id: str, entry: BlockLoadEntry, received_at: float) -> ReadRecord:
+    def from_entry(
+        cls,
+        meter_id: str,
+        entry: BlockLoadEntry,
+        received_at: float,
+        interval_end: int | None = None,
+    ) -> ReadRecord:
+        """``interval_end``: the entry's clock in Unix seconds, when the caller has it."""
         layout, values = entry.layout, entry.values
         if layout.energy is None:
             raise KeyError(f"{layout.name} does not capture the four energies of a read")
@@ -32,7 +39,7 @@ class ReadRecord:
         # positional: this runs for every push the head-end stores
         return cls(
             meter_id,
-            int(entry.clock.timestamp()),
+            int(entry.clock.timestamp()) if interval_end is None else interval_end,
             layout.name,
             round(entry.average_voltage(), 2),
             round(entry.average_current(), 3),

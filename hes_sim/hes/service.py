@@ -94,19 +94,20 @@ class HeadEnd:
                 raise TypeError("ingest workers follow a SimClock")
             self._pool = IngestPool(
                 workers, self._brokers, clock, bus,
-                PoolCallbacks(self._heard, self._answer_from_worker, self._worker_subscribed),
+                PoolCallbacks(self._heard_all, self._answer_from_worker, self._worker_subscribed),
                 require_ciphered=policy.require_ciphered, client_id=client_id,
                 queue_size=queue_size, batch_size=batch_size,
             )  # fmt: skip
         self.presence = MeterPresence(clock)
         self.registry = CollectorRegistry()
-        bus.subscribe(BusinessMetrics(self.registry))
+        bus.subscribe(BusinessMetrics(self.registry), BusinessMetrics.KINDS)
         bus.subscribe(
             HesMetrics(
                 self.registry,
                 queue_depth=lambda: self.queue_depth,
                 meters_online=lambda: self.presence.online,
-            )
+            ),
+            HesMetrics.KINDS,
         )
         self.subscribed = asyncio.Event()
         self.metrics = MetricsServer(
@@ -221,8 +222,11 @@ class HeadEnd:
             self._on_state(meter_id, data, retained=retained)
 
     def _heard(self, meter_id: str, broker: int) -> None:
-        self._broker_of[meter_id] = broker
-        if self.presence.touch(meter_id):
+        self._heard_all((meter_id,), broker)
+
+    def _heard_all(self, meter_ids: Sequence[str], broker: int) -> None:
+        self._broker_of.update(dict.fromkeys(meter_ids, broker))
+        for meter_id in self.presence.touch_all(meter_ids):
             self._bus.emit(MeterOnline(meter_id))
 
     def _answer_from_worker(self, meter_id: str, data: bytes, broker: int) -> None:

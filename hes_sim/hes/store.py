@@ -173,7 +173,7 @@ class SqlStore:
     async def add_reads(
         self, reads: Sequence[ReadRecord], stored_at: float, *, recovered: bool = False
     ) -> list[bool]:
-        rows = [(*_row(r, stored_at), int(recovered)) for r in reads]
+        rows = [_row(r, stored_at, int(recovered)) for r in reads]
 
         def insert(db: Connection) -> list[bool]:
             # a read is stored with its export, or neither
@@ -311,7 +311,7 @@ def _registers_json(registers: dict[str, int]) -> str:
     return _json(registers)
 
 
-def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
+def _row(r: ReadRecord, stored_at: float, recovered: int) -> tuple[object, ...]:
     return (
         r.meter_id,
         r.interval_end,
@@ -325,6 +325,7 @@ def _row(r: ReadRecord, stored_at: float) -> tuple[object, ...]:
         _registers_json(r.registers),
         r.received_at,
         stored_at,
+        recovered,
     )
 
 

@@ -356,6 +356,8 @@ def _fixed_header(head: bytes | bytearray | memoryview) -> tuple[int, int] | Non
     kind = head[0] >> 4
     if kind in (0, 15):
         raise CodecError("packet_type", f"reserved packet type {kind}")
+    if len(head) > 1 and head[1] < 0x80:  # one length byte: most packets, every push
+        return 2, head[1]
     remaining = 0
     for index in range(4):
         if 1 + index >= len(head):

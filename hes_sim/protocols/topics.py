@@ -39,8 +39,23 @@ def subscription(channel: Channel, *, shared: bool = False) -> str:
 _CHANNELS = {channel.value: channel for channel in Channel}
 
 
+# the whole scheme in one pattern, for the head-end's every message; a name it does not
+# fit goes through the checks below, which say what is wrong with it
+_TOPIC = re.compile(rf"{re.escape(PREFIX)}/({METER_ID.pattern})/([a-z]+)")
+
+
 def parse(topic_name: str) -> tuple[str, Channel]:
     """Split ``mtr/v1/{meter_id}/{channel}`` into its meter id and channel."""
+    match = _TOPIC.fullmatch(topic_name)
+    if match is not None:
+        meter_id, channel_name = match.groups()
+        channel = _CHANNELS.get(channel_name)
+        if channel is not None:
+            return meter_id, channel
+    return _parse_or_refuse(topic_name)
+
+
+def _parse_or_refuse(topic_name: str) -> tuple[str, Channel]:
     parts = topic_name.split("/")
     if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != PREFIX:
         raise CodecError("topic", f"topic {topic_name!r} is not {PREFIX}/<meter>/<channel>")

@@ -55,6 +55,29 @@ async def test_stores_once_and_counts_duplicates(store: SqlStore):
     assert record.registers["voltage"] == round(record.voltage_v * 10)
 
 
+async def test_stored_reads_go_where_the_owner_says_and_duplicates_stay_events(store: SqlStore):
+    clock, bus = ManualClock(END + 30), EventBus()
+    events = recorder(bus)
+    reported: list[tuple[list[str], float]] = []
+    ingest = Ingest(
+        store, clock, bus,
+        report_stored=lambda reads, at: reported.append(([r.meter_id for r in reads], at)),
+    )  # fmt: skip
+    one = VirtualMeter.create("SP0000001", MeterKind.SINGLE_PHASE, 1, IST)
+    two = VirtualMeter.create("SP0000002", MeterKind.SINGLE_PHASE, 1, IST)
+    await ingest.process([InboundPush("SP0000001", push_frame(one, END), END + 20)])
+    again = push_frame(one, END)
+    await ingest.process(
+        [
+            InboundPush("SP0000001", again, END + 25),
+            InboundPush("SP0000002", push_frame(two, END), END + 26),
+        ]
+    )
+    assert reported == [(["SP0000001"], END + 30), (["SP0000002"], END + 30)]
+    assert [type(e) for e in events] == [ReadDuplicate]  # no ReadStored: reported instead
+    assert await store.count_reads() == 2
+
+
 async def test_bad_pushes_are_counted_by_reason_and_the_good_one_still_stored(
     store: SqlStore,
 ):

@@ -1,4 +1,6 @@
 import contextlib
+import hashlib
+import hmac
 
 import pytest
 from gurux_dlms import GXByteBuffer
@@ -185,3 +187,18 @@ def test_any_flipped_bit_after_the_tag_is_refused(bit: int):
     apdu[bit // 8] ^= 0x80 >> bit % 8
     with pytest.raises(CodecError):
         security.decrypt(security.parse(bytes(apdu)), TITLE, KEYS)
+
+
+@given(st.binary(min_size=1, max_size=64), st.lists(st.text(max_size=20), min_size=1, max_size=5))
+def test_a_derivation_kept_for_a_secret_gives_each_meter_the_keys_of_the_definition(
+    secret: bytes, meter_ids: list[str]
+):
+    kept = security.KeyDerivation(secret)
+    for meter_id in meter_ids:  # several meters in turn: nothing of one reaches the next
+        name = meter_id.encode()
+        expected = security.Keys(
+            hmac.new(secret, b"dlms-guek:" + name, hashlib.sha256).digest()[:16],
+            hmac.new(secret, b"dlms-gak:" + name, hashlib.sha256).digest()[:16],
+        )
+        assert kept.keys_for(meter_id) == expected
+        assert security.derive_keys(secret, meter_id) == expected

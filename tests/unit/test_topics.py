@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hes_sim.errors import CodecError
 from hes_sim.protocols import topics
@@ -26,3 +28,26 @@ def test_bad_topics_raise_codec_error(name: str):
 def test_bad_meter_id_is_refused_when_building():
     with pytest.raises(ValueError, match="meter id"):
         topics.topic("a/b", Channel.UP)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            lambda meter, channel: f"mtr/v1/{meter}/{channel}",
+            st.text(max_size=70),
+            st.sampled_from(["up", "down", "state", "UP", "up2", ""]),
+        ),
+    )
+)
+def test_the_one_pattern_reads_names_as_the_checks_do(name: str):
+    """The head-end's one-regex reading of a topic name agrees with the part-by-part
+    checks on every name: the same meter and channel, or a CodecError from both."""
+    try:
+        expected = topics._parse_or_refuse(name)
+    except CodecError:
+        with pytest.raises(CodecError):
+            topics.parse(name)
+    else:
+        assert topics.parse(name) == expected
+        assert topics.topic(*expected) == name

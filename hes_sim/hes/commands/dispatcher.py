@@ -101,7 +101,7 @@ class CommandDispatcher:
         self._wake = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._group: asyncio.TaskGroup | None = None
-        bus.subscribe(self._on_event)
+        bus.subscribe(self._on_event, self.EVENT_KINDS)
 
     async def __aenter__(self) -> Self:
         now = self._clock.now()
@@ -133,6 +133,8 @@ class CommandDispatcher:
         for task in list(self._tasks):
             task.cancel()
         await self._stack.__aexit__(exc_type, exc, tb)
+
+    EVENT_KINDS = (MeterOnline, MeterEventReceived)  # what _on_event looks at
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MeterOnline):

@@ -58,10 +58,11 @@ class Subscribed:
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    """The meters of the up messages just received, in order, with the broker of each:
-    the head-end's presence and the route for its requests."""
+    """The meters of the up messages just received from one broker, in order: the
+    head-end's presence and the route for its requests."""
 
-    meters: tuple[tuple[str, int], ...]
+    broker: int
+    meters: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

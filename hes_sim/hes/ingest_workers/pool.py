@@ -66,7 +66,7 @@ class _Worker:
 
 @dataclass(frozen=True, slots=True)
 class PoolCallbacks:
-    heard: Callable[[str, int], None]  # meter, broker
+    heard: Callable[[Sequence[str], int], None]  # meters, their broker
     answer: Callable[[str, bytes, int], None]  # meter, frame, broker
     subscribed: Callable[[int, int], None]  # broker, sessions (any worker's)
 
@@ -199,9 +199,8 @@ class IngestPool:
         callbacks = self._callbacks
         while (message := await read_message(stdout)) is not None:
             match message:
-                case Heard(meters=meters):
-                    for meter_id, broker in meters:
-                        callbacks.heard(meter_id, broker)
+                case Heard(broker=broker, meters=meters):
+                    callbacks.heard(meters, broker)
                 case Outcomes(events=events, queue_depth=depth, stored=stored):
                     worker.queue_depth = depth
                     for event in events:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
-from hes_sim.events import Event, EventBus, ReadStored
+from hes_sim.events import Event, EventBus
 from hes_sim.hes.broker_link import BrokerLink, hold_link
 from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy, is_response, parse_topic
 from hes_sim.hes.ingest_queue import IngestQueue
@@ -43,6 +43,7 @@ from hes_sim.hes.ingest_workers.messages import (
     frame,
     read_message,
 )
+from hes_sim.hes.records import ReadRecord
 from hes_sim.hes.store_factory import open_store
 from hes_sim.keyring import FleetKeyring
 from hes_sim.pipe_frames import run_child
@@ -62,22 +63,28 @@ class Reporter:
         self._out = out
         self._events: list[Event] = []
         self._stored: list[StoredRead] = []
-        self._heard: list[tuple[str, int]] = []
+        self._heard: dict[int, list[str]] = {}  # by broker
         self._scheduled = False
         self.queue_depth: Callable[[], int] = lambda: 0
 
     def event(self, event: Event) -> None:
-        if type(event) is ReadStored and not event.recovered:
-            self._stored.append(
-                (event.meter_id, event.interval_end, event.delivery_delay, event.wh_import)
-            )
-        else:
-            self._events.append(event)
+        self._events.append(event)
+        self._schedule()
+
+    def stored(self, reads: Sequence[ReadRecord], stored_at: float) -> None:
+        """Reads just stored: sent as tuples, each a ``ReadStored`` at the head-end."""
+        self._stored += [
+            (read.meter_id, read.interval_end, stored_at - read.interval_end, read.wh_import)
+            for read in reads
+        ]
         self._schedule()
 
     def heard(self, meter_id: str, broker: int) -> None:
-        self._heard.append((meter_id, broker))
-        self._schedule()
+        meters = self._heard.get(broker)
+        if meters is None:
+            meters = self._heard[broker] = []
+            self._schedule()
+        meters.append(meter_id)
 
     def send(self, message: FromWorker) -> None:
         if not self._out.is_closing():
@@ -85,9 +92,10 @@ class Reporter:
 
     def flush(self) -> None:
         self._scheduled = False
-        heard, self._heard = self._heard, []
-        for first in range(0, len(heard), ITEMS_PER_FRAME):
-            self.send(Heard(tuple(heard[first : first + ITEMS_PER_FRAME])))
+        heard, self._heard = self._heard, {}
+        for broker, meters in heard.items():
+            for first in range(0, len(meters), ITEMS_PER_FRAME):
+                self.send(Heard(broker, tuple(meters[first : first + ITEMS_PER_FRAME])))
         events, self._events = self._events, []
         stored, self._stored = self._stored, []
         for first in range(0, max(len(events), len(stored)), ITEMS_PER_FRAME):
@@ -168,7 +176,8 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
     store = open_store(hello.store, export_interval_s=hello.export_interval_s)
     log.info("ingest_worker_starting", worker=hello.worker, brokers=len(hello.brokers))
     async with store, asyncio.TaskGroup() as group:
-        worker = Worker(hello, reporter, Ingest(store, clock, bus, policy), clock, bus)
+        ingest = Ingest(store, clock, bus, policy, report_stored=reporter.stored)
+        worker = Worker(hello, reporter, ingest, clock, bus)
         ingesting = group.create_task(worker.queue.run(), name="ingest-worker:ingest")
         readers = [
             group.create_task(

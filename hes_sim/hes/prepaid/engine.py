@@ -113,7 +113,7 @@ class PrepaidEngine:
         """Replays the journal and catches up before any rule runs."""
         entries = await self._store.run_sql(journal.load)
         self.book.replay(entries)
-        self._bus.subscribe(self._on_event)
+        self._bus.subscribe(self._on_event, self.EVENT_KINDS)
         await self._catch_up()
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._tasks = [
@@ -195,6 +195,8 @@ class PrepaidEngine:
         return RechargeResult(meter_id, account.balance, account.state, command_id)
 
     # ---------------------------------------------------------------- events
+
+    EVENT_KINDS = (ReadStored, CommandFinished)  # what _on_event looks at
 
     def _on_event(self, event: Event) -> None:
         match event:
