@@ -14,6 +14,7 @@ from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.protocols import frame, push
+from tests.unit.test_sealed_push import long_form
 
 IST = timezone(timedelta(hours=5, minutes=30))
 END = datetime(2026, 11, 28, 0, 15, tzinfo=IST).timestamp()
@@ -103,3 +104,26 @@ async def test_ciphered_push_without_a_keyring_is_refused(tmp_path: Path):
         ingest = Ingest(store, ManualClock(END + 60), bus)
         await ingest.process([InboundPush("SP0000001", ciphered("SP0000001", END, 1), END)])
     assert reasons(events) == Counter({"security_policy": 1})
+
+
+async def test_a_push_in_the_long_form_is_stored_as_the_usual_one(setup):
+    ingest, store, events = setup
+    short = ciphered("SP0000001", END, 1)
+    await ingest.process([InboundPush("SP0000001", long_form(short), END)])
+    assert not reasons(events)
+    [stored] = await store.reads_for("SP0000001")
+    fresh = Ingest(store, ManualClock(END + 60), EventBus(), PushPolicy(KEYRING, True))
+    assert fresh.decode(InboundPush("SP0000001", short, END)) == stored
+
+
+async def test_replays_and_tampering_are_caught_across_both_forms(setup):
+    ingest, store, events = setup
+    first = ciphered("SP0000001", END, 5)
+    await ingest.process([InboundPush("SP0000001", first, END)])
+    # the same push again, in the other form: one counter per meter, whatever the form
+    await ingest.process([InboundPush("SP0000001", long_form(first), END)])
+    tampered = bytearray(long_form(ciphered("SP0000001", END - 900, 6)))
+    tampered[-15] ^= 0x01
+    await ingest.process([InboundPush("SP0000001", bytes(tampered), END)])
+    assert reasons(events) == Counter({"replayed": 1, "auth_failed": 1})
+    assert await store.count_reads() == 1

@@ -1,20 +1,14 @@
 """The head-end's one-struct reading of a ciphered push frame's headers agrees with the
 wrapper and ciphering codecs on every frame it takes, and leaves every other frame to
-them: a push sent in another valid form is stored, or refused, exactly the same."""
+them (``test_ingest_security`` stores and refuses pushes in the other form)."""
 
-from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hes_sim.clock import ManualClock
 from hes_sim.errors import CodecError
-from hes_sim.events import DecodeFailed, Event, EventBus
-from hes_sim.hes.ingest import InboundPush, Ingest, PushPolicy
-from hes_sim.hes.store import SqliteStore
 from hes_sim.keyring import FleetKeyring
 from hes_sim.meter_sim.meter import MeterKind, VirtualMeter
 from hes_sim.protocols import frame, push, security, wrapper
@@ -88,40 +82,3 @@ def test_a_push_with_a_header_byte_changed_is_read_alike_or_refused(data: st.Dat
         assert split is None
     else:  # one byte cannot turn the short form into another valid one
         assert split == expected
-
-
-@pytest.fixture
-async def setup(tmp_path: Path):
-    async with SqliteStore(tmp_path / "reads.sqlite") as store:
-        bus = EventBus()
-        events: list[Event] = []
-        bus.subscribe(events.append)
-        policy = PushPolicy(keyring=KEYRING, require_ciphered=True)
-        yield Ingest(store, ManualClock(END + 60), bus, policy), store, events
-
-
-def reasons(events: list[Event]) -> Counter[str]:
-    return Counter(e.reason for e in events if isinstance(e, DecodeFailed))
-
-
-async def test_a_push_in_the_long_form_is_stored_as_the_usual_one(setup):
-    ingest, store, events = setup
-    short = ciphered("SP0000001", MeterKind.THREE_PHASE, END, 1)
-    await ingest.process([InboundPush("SP0000001", long_form(short), END)])
-    assert not reasons(events)
-    [stored] = await store.reads_for("SP0000001")
-    ingest_two = Ingest(store, ManualClock(END + 60), EventBus(), PushPolicy(KEYRING, True))
-    assert ingest_two.decode(InboundPush("SP0000001", short, END)) == stored
-
-
-async def test_replays_and_tampering_are_caught_across_both_forms(setup):
-    ingest, store, events = setup
-    first = ciphered("SP0000001", MeterKind.SINGLE_PHASE, END, 5)
-    await ingest.process([InboundPush("SP0000001", first, END)])
-    # the same push again, in the other form: one counter per meter, whatever the form
-    await ingest.process([InboundPush("SP0000001", long_form(first), END)])
-    tampered = bytearray(long_form(ciphered("SP0000001", MeterKind.SINGLE_PHASE, END - 900, 6)))
-    tampered[-15] ^= 0x01
-    await ingest.process([InboundPush("SP0000001", bytes(tampered), END)])
-    assert reasons(events) == Counter({"replayed": 1, "auth_failed": 1})
-    assert await store.count_reads() == 1
