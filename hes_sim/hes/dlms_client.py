@@ -24,7 +24,11 @@ PROPOSED = (
     | Conformance.SELECTIVE_ACCESS
     | Conformance.BLOCK_TRANSFER_WITH_GET
 )
-INVOKE_ID = 0xC1  # priority high, confirmed, invoke id 1
+# The invoke-id-and-priority byte: priority high and service class confirmed (bits 7 and 6),
+# and an invoke id in its low four bits that each request of an association takes in turn,
+# so that an answer to an earlier request, come late, is not taken for the current one's.
+INVOKE_FLAGS = 0xC0
+INVOKE_IDS = 16
 
 
 class AssociationError(HesSimError):
@@ -70,7 +74,14 @@ class ClientAssociation:
         self._ctos = challenge or secrets.token_bytes(16)
         self._stoc = b""
         self._meter_counter = -1
+        self._requests = 0
+        self._hls_request: xdlms.Request | None = None
         self.associated = False
+
+    def next_invoke_id(self) -> int:
+        """The invoke-id-and-priority byte for the next request of this association."""
+        self._requests += 1
+        return INVOKE_FLAGS | self._requests % INVOKE_IDS
 
     # ---------------------------------------------------------------- association
 
@@ -105,10 +116,14 @@ class ClientAssociation:
             self._client_title, self._keys, self._counter.next(), self._stoc
         )
         method = xdlms.Reference(15, ASSOCIATION_LN, 1)
-        return self.protect(xdlms.ActionRequest(INVOKE_ID, method, axdr.octets(answer)))
+        request = xdlms.ActionRequest(self.next_invoke_id(), method, axdr.octets(answer))
+        self._hls_request = request
+        return self.protect(request)
 
     def on_hls_reply(self, apdu: bytes) -> None:
-        response = self.unprotect(apdu)
+        if self._hls_request is None:
+            raise AssociationError("no HLS pass 3 was sent")
+        response = self.unprotect(apdu, self._hls_request)
         if not isinstance(response, xdlms.ActionResponse) or response.result:
             raise AssociationError(f"HLS pass 3 refused: {response}")
         value = response.return_value
@@ -130,7 +145,9 @@ class ClientAssociation:
         plain = xdlms.encode(request)
         return self._encrypt(plain, CipheredTag(security.CIPHERED_TAG[plain[0]]))
 
-    def unprotect(self, apdu: bytes) -> xdlms.Response:
+    def unprotect(self, apdu: bytes, request: xdlms.Request) -> xdlms.Response:
+        """The meter's response to ``request``; MeterServiceError for one that does not
+        verify, or answers another request (its invoke id is not the request's)."""
         if apdu and apdu[0] == xdlms.EXCEPTION_RESPONSE:
             response = xdlms.decode(apdu)
             raise MeterServiceError(f"the meter refused the request: {response}")
@@ -138,6 +155,14 @@ class ClientAssociation:
         response = xdlms.decode(plain)
         if isinstance(response, xdlms.Request):
             raise MeterServiceError("the meter sent a request, not a response")
+        if (
+            not isinstance(response, xdlms.ExceptionResponse)  # which carries no invoke id
+            and response.invoke_id != request.invoke_id
+        ):
+            raise MeterServiceError(
+                f"an answer to another request (invoke id 0x{response.invoke_id:02x}, this "
+                f"one's 0x{request.invoke_id:02x}): a late answer"
+            )
         return response
 
     def _encrypt(self, plain: bytes, tag: CipheredTag) -> bytes:

@@ -10,12 +10,7 @@ from typing import Protocol
 import structlog
 
 from hes_sim.errors import HesSimError
-from hes_sim.hes.dlms_client import (
-    INVOKE_ID,
-    ClientAssociation,
-    ClientCounter,
-    MeterServiceError,
-)
+from hes_sim.hes.dlms_client import ClientAssociation, ClientCounter, MeterServiceError
 from hes_sim.keyring import HES_SYSTEM_TITLE, FleetKeyring
 from hes_sim.protocols import axdr, xdlms
 from hes_sim.protocols.axdr import Data
@@ -34,10 +29,11 @@ class MeterConnection:
 
     async def _ask(self, request: xdlms.Request) -> xdlms.Response:
         answer = await self._exchange(self.meter_id, self._association.protect(request))
-        return self._association.unprotect(answer)
+        return self._association.unprotect(answer, request)
 
     async def get(self, ref: Reference, selection: Selection | None = None) -> Data:
-        response = await self._ask(xdlms.GetRequest(INVOKE_ID, ref, selection))
+        invoke_id = self._association.next_invoke_id()  # the blocks of one GET share it
+        response = await self._ask(xdlms.GetRequest(invoke_id, ref, selection))
         if isinstance(response, xdlms.GetResponse):
             if isinstance(response.result, DataAccessResult):
                 raise MeterServiceError(f"GET {ref} refused: {response.result.name}")
@@ -51,17 +47,18 @@ class MeterConnection:
             raw += response.result
             if response.last:
                 return axdr.decode(raw)
-            response = await self._ask(xdlms.GetNextRequest(INVOKE_ID, response.block_number))
+            response = await self._ask(xdlms.GetNextRequest(invoke_id, response.block_number))
         raise MeterServiceError(f"GET {ref} did not end within {MAX_BLOCKS} blocks")
 
     async def set(self, ref: Reference, value: Data) -> DataAccessResult:
-        response = await self._ask(xdlms.SetRequest(INVOKE_ID, ref, value))
+        response = await self._ask(xdlms.SetRequest(self._association.next_invoke_id(), ref, value))
         if not isinstance(response, xdlms.SetResponse):
             raise MeterServiceError(f"unexpected answer to SET: {response}")
         return response.result
 
     async def action(self, ref: Reference, parameters: Data | None = None) -> xdlms.ActionResponse:
-        response = await self._ask(xdlms.ActionRequest(INVOKE_ID, ref, parameters))
+        request = xdlms.ActionRequest(self._association.next_invoke_id(), ref, parameters)
+        response = await self._ask(request)
         if not isinstance(response, xdlms.ActionResponse):
             raise MeterServiceError(f"unexpected answer to ACTION: {response}")
         return response
