@@ -17,6 +17,7 @@ class EndState:
 
     meters_connected: int
     meters_online: int
+    cold_start_s: float  # the fleet's start until every meter connected (wall)
     meters_silent: int  # silent past headend.non_communicating_after
     reads_stored: int = 0
     reads_recovered: int = 0  # stored from profile reads (backfill), not pushed
@@ -43,6 +44,7 @@ def build_report(
         time_scale=scenario.time_scale,
         meters=meters,
         meters_connected=end.meters_connected,
+        cold_start_wall_seconds=round(end.cold_start_s, 2),
         sim_seconds=scenario.duration,
         wall_seconds=round(end.wall_s, 2),
         reads_expected=reads_expected,

@@ -197,6 +197,7 @@ class ScenarioRun:
         # wall seconds over which the meters' first connects are spread (0: all at once)
         self.start_spread_wall_s = self.clock.wall_seconds(scenario.fleet.start_spread)
         self.connecting_since = time.monotonic()  # set again as the fleet starts
+        self.cold_start_s = 0.0  # until every meter connected, once the fleet started
 
     def _db_path(self) -> str | Path:
         if self.options.db_path is not None:
@@ -301,6 +302,7 @@ class ScenarioRun:
                             await self.options.before_shutdown(hes, store)
                         at_end = EndState(
                             meters_connected=fleet.connected,
+                            cold_start_s=self.cold_start_s,
                             meters_online=hes.presence.online,
                             meters_silent=node.desk.silent_count(
                                 self.scenario.headend.non_communicating_after
@@ -488,6 +490,10 @@ class ScenarioRun:
                 meters=len(self.meters),
                 waited_s=connect_budget,
             )
+        self.cold_start_s = time.monotonic() - self.connecting_since
+        log.info("fleet_connected", connected=fleet.connected, meters=len(self.meters),
+                 wall_s=round(self.cold_start_s, 2),
+                 start_spread_wall_s=round(self.start_spread_wall_s, 2))  # fmt: skip
         if fleet.connected == 0:
             raise BrokerError("no meter could connect to the broker")
         clock.start()

@@ -113,6 +113,9 @@ class Report(BaseModel):
     time_scale: float
     meters: int
     meters_connected: int
+    # wall seconds from the fleet's start until every meter had connected (or the run
+    # stopped waiting), before the run's clock started: the cold start, start spread included
+    cold_start_wall_seconds: float = 0.0
     sim_seconds: float
     wall_seconds: float
     reads_expected: int
@@ -227,7 +230,8 @@ class Report(BaseModel):
         lines = [
             (
                 f"scenario {self.scenario!r} (seed {self.seed}, x{self.time_scale:g}): "
-                f"{self.meters_connected}/{self.meters} meters, "
+                f"{self.meters_connected}/{self.meters} meters "
+                f"(connected in {self.cold_start_wall_seconds:.1f} wall s), "
                 f"{self.sim_seconds:.0f} sim s in {self.wall_seconds:.1f} wall s"
             ),
             (

@@ -96,3 +96,5 @@ async def test_a_sharded_run_waits_out_its_start_spread_before_its_clock_starts(
     # every process connected its meters at their turns, all before the run's clock started
     assert run.clock.wall_anchor is not None
     assert run.clock.wall_anchor >= launched + last_turn_wall
+    # and the report says how long that took: at least until the last meter's turn
+    assert last_turn_wall <= report.cold_start_wall_seconds < run.clock.wall_anchor - launched
