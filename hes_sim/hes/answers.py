@@ -116,9 +116,7 @@ class PendingAnswers:
         if meter is None:
             return
         meter.waiting = None
-        now = self._now()
-        while meter.owed and meter.owed[0].until < now:
-            meter.owed.popleft()
+        self._forget_lost(meter)
         if not meter.owed:
             del self._meters[meter_id]
 
@@ -128,9 +126,7 @@ class PendingAnswers:
         if meter is None:
             return Verdict.UNSOLICITED
         tag = answer[0] if answer else -1
-        now = self._now()
-        while meter.owed and meter.owed[0].until < now:
-            meter.owed.popleft()  # never came: the request was lost
+        self._forget_lost(meter)
         waiting = meter.waiting
         if waiting is not None and waiting.future.done():
             waiting = None
@@ -153,6 +149,13 @@ class PendingAnswers:
             return False
         waiting.future.set_exception(error)
         return True
+
+    def _forget_lost(self, meter: _Meter) -> None:
+        """Drop the owed answers whose window has passed: they never came, the request
+        was lost."""
+        now = self._now()
+        while meter.owed and meter.owed[0].until < now:
+            meter.owed.popleft()
 
     def _settle_owed(self, meter: _Meter, tag: int, *, same_as: frozenset[int] | None) -> bool:
         """Drop the oldest owed answer ``tag`` can be (of the same kinds as ``same_as``
