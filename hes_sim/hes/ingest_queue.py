@@ -2,8 +2,9 @@
 
 The readers put pushes in as they come off the socket; when the buffer is full, ``pause``
 is called (the owner stops reading, so the broker keeps the backlog) and ``resume`` once
-it is half empty. The loop decodes a batch while the store writes the one before on its
-own thread; one write at a time, so outcomes are reported in the order received.
+it is half empty. The loop decodes a batch while the store writes the one before (on
+the store's thread, unless the store runs on the loop's, as in an ingest worker); one
+write at a time, so outcomes are reported in the order received.
 """
 
 from __future__ import annotations

@@ -117,8 +117,15 @@ class PgStore(SqlStore):
     kind = "postgresql"
     driver_error = psycopg.Error
 
-    def __init__(self, url: str, *, export_interval_s: int | None = None) -> None:
-        super().__init__(export_interval_s=export_interval_s)
+    def __init__(
+        self,
+        url: str,
+        *,
+        export_interval_s: int | None = None,
+        on_loop: bool = False,
+        upkeep: bool = True,
+    ) -> None:
+        super().__init__(export_interval_s=export_interval_s, on_loop=on_loop, upkeep=upkeep)
         self._url = url
 
     def describe(self) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, TypeVar
@@ -27,7 +27,7 @@ from hes_sim.hes.export import outbox
 from hes_sim.hes.export.outbox import OUTBOX_SCHEMA
 from hes_sim.hes.inventory import INVENTORY_SCHEMA
 from hes_sim.hes.prepaid.journal import JOURNAL_SCHEMA
-from hes_sim.hes.records import EventRecord, ReadRecord
+from hes_sim.hes.records import EventRecord, ReadRecord, Registers
 from hes_sim.hes.sql import Connection, SqliteConnection
 
 T = TypeVar("T")
@@ -109,11 +109,27 @@ class SqlStore:
     kind: ClassVar[str]
     driver_error: ClassVar[type[Exception]]
 
-    def __init__(self, *, export_interval_s: int | None = None) -> None:
+    def __init__(
+        self, *, export_interval_s: int | None = None, on_loop: bool = False, upkeep: bool = True
+    ) -> None:
         """``export_interval_s``: every new read is also put in the export outbox, in the
-        same transaction (the reads' interval); None: no export."""
+        same transaction (the reads' interval); None: no export.
+
+        ``upkeep``: whether this process keeps the store (SQLite's WAL checkpoints); off in
+        an ingest worker, which writes into a store its head-end keeps.
+
+        ``on_loop``: run the SQL on the event loop's own thread, blocking it, not on the
+        store's thread. For an ingest worker, whose loop does nothing else: sqlite3 gives
+        up the GIL for every row it writes, and with the loop busy decoding the next batch
+        the two threads traded it back and forth, which cost a worker ~3 us a read (about
+        a sixth of its time). Anywhere else a write must not stall the loop."""
         self._export_interval_s = export_interval_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.kind}-store")
+        self._upkeep = upkeep
+        self._executor = (
+            None
+            if on_loop
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.kind}-store")
+        )
         self._db: Connection | None = None
 
     def describe(self) -> str:
@@ -127,10 +143,10 @@ class SqlStore:
         try:
             await self._run(self._open)
         except self.driver_error as exc:
-            self._executor.shutdown(wait=True)
+            self._shutdown()
             raise StoreError(f"cannot open {self.kind} store {self.describe()}: {exc}") from exc
         except BaseException:
-            self._executor.shutdown(wait=True)
+            self._shutdown()
             raise
         return self
 
@@ -138,6 +154,10 @@ class SqlStore:
         try:
             await self._run(self._close)
         finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
             self._executor.shutdown(wait=True)
 
     def _open(self) -> None:
@@ -156,6 +176,8 @@ class SqlStore:
             db.close()
 
     async def _run(self, call: Callable[[], T]) -> T:
+        if self._executor is None:
+            return call()
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _conn(self) -> Connection:
@@ -251,8 +273,15 @@ class SqliteStore(SqlStore):
     kind = "sqlite"
     driver_error = sqlite3.Error
 
-    def __init__(self, path: Path | str, *, export_interval_s: int | None = None) -> None:
-        super().__init__(export_interval_s=export_interval_s)
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        export_interval_s: int | None = None,
+        on_loop: bool = False,
+        upkeep: bool = True,
+    ) -> None:
+        super().__init__(export_interval_s=export_interval_s, on_loop=on_loop, upkeep=upkeep)
         self._path = str(path)
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -261,7 +290,8 @@ class SqliteStore(SqlStore):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self._checkpointer = asyncio.create_task(self._checkpoints(), name="sqlite-store:wal")
+        if self._upkeep:
+            self._checkpointer = asyncio.create_task(self._checkpoints(), name="sqlite-store:wal")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -302,9 +332,11 @@ def _int_object_template(keys: tuple[str, ...]) -> str:
     return "{" + ",".join(f"{_json(key).replace('%', '%%')}:%d" for key in keys) + "}"
 
 
-def _registers_json(registers: dict[str, int]) -> str:
+def _registers_json(registers: Mapping[str, int]) -> str:
     """``registers`` as compact JSON. Every read of a layout has the same keys and integer
     values, so a format string per key set does it in half the time of the encoder."""
+    if type(registers) is Registers:  # a read as ingest makes it: the layout's keys, ints
+        return _int_object_template(registers.layout.quantity_names) % registers.raw
     values = tuple(registers.values())
     if set(map(type, values)) == {int}:  # not bool, whose JSON is true/false
         return _int_object_template(tuple(registers)) % values

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from hes_sim.errors import CodecError
 from hes_sim.protocols.block_load import BlockLoadEntry
 
@@ -11,9 +13,14 @@ FUTURE_TOLERANCE_S = 300.0  # a meter clock may run this far ahead of the head-e
 
 def validate_entry(entry: BlockLoadEntry, now: float) -> int:
     """The entry's interval end (Unix seconds), once it is aligned and not in the future."""
-    interval_end = entry.clock.timestamp()
-    if interval_end % BLOCK_ALIGNMENT_S:
-        raise CodecError("unaligned_interval", f"interval end {entry.clock.isoformat()}")
-    if interval_end > now + FUTURE_TOLERANCE_S:
-        raise CodecError("future_timestamp", f"interval end {entry.clock.isoformat()}")
-    return int(interval_end)
+    return validate_interval_end(entry.clock, entry.clock.timestamp(), now)
+
+
+def validate_interval_end(clock: datetime, unix_time: float, now: float) -> int:
+    """``clock`` (whose Unix time is ``unix_time``) as an interval end, once it is aligned
+    and not in the future."""
+    if unix_time % BLOCK_ALIGNMENT_S:
+        raise CodecError("unaligned_interval", f"interval end {clock.isoformat()}")
+    if unix_time > now + FUTURE_TOLERANCE_S:
+        raise CodecError("future_timestamp", f"interval end {clock.isoformat()}")
+    return int(unix_time)

@@ -67,6 +67,7 @@ class ProfileLayout:
     # derived once: the head-end looks registers up for every read it stores
     positions: dict[Quantity, int] = field(init=False, repr=False, compare=False, hash=False)
     quantity_names: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+    position_of_name: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     # (position, scale) of the voltage and the current columns averaged for a read
     voltage_terms: tuple[tuple[int, float], ...] = field(
         init=False, repr=False, compare=False, hash=False
@@ -79,11 +80,19 @@ class ProfileLayout:
     energy: Callable[[Sequence[int]], tuple[int, int, int, int]] | None = field(
         init=False, repr=False, compare=False, hash=False
     )
+    # a row's average voltage (V) and current (A), out of its values: see the terms above
+    voltage_of: Callable[[Sequence[int]], float] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    current_of: Callable[[Sequence[int]], float] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         positions = {column.quantity: i for i, column in enumerate(self.columns)}
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "quantity_names", tuple(c.quantity.value for c in self.columns))
+        object.__setattr__(self, "position_of_name", {q.value: i for q, i in positions.items()})
         for name, single, phases in (
             ("voltage_terms", Quantity.VOLTAGE, _PHASE_VOLTAGES),
             ("current_terms", Quantity.CURRENT, _PHASE_CURRENTS),
@@ -95,6 +104,7 @@ class ProfileLayout:
                 if q in positions
             )
             object.__setattr__(self, name, terms)
+            object.__setattr__(self, name.replace("_terms", "_of"), self._averager(terms))
         energy = (Quantity.WH_IMPORT, Quantity.WH_EXPORT, Quantity.VAH_IMPORT, Quantity.VAH_EXPORT)
         getter = (
             operator.itemgetter(*(positions[q] for q in energy))
@@ -102,6 +112,21 @@ class ProfileLayout:
             else None
         )
         object.__setattr__(self, "energy", getter)
+
+    def _averager(self, terms: tuple[tuple[int, float], ...]) -> Callable[[Sequence[int]], float]:
+        """The mean of the scaled values at ``terms``: one column's (the captured average)
+        or the phases'. Built once per layout: a read's two averages cost a call each."""
+        if not terms:
+
+            def lacking(_values: Sequence[int]) -> float:
+                raise KeyError(f"{self.name} captures no such quantity")
+
+            return lacking
+        if len(terms) == 1:
+            ((position, scale),) = terms
+            return lambda values: values[position] * scale
+        count = len(terms)
+        return lambda values: sum(values[at] * scale for at, scale in terms) / count
 
     def index(self, quantity: Quantity) -> int:
         try:
@@ -181,7 +206,7 @@ class BlockLoadEntry:
                 f"got {len(self.values)} values"
             )
         for column, value in zip(self.layout.columns, self.values, strict=True):
-            if not 0 <= value <= MAX_VALUE[column.dlms_type]:
+            if isinstance(value, bool) or not 0 <= value <= MAX_VALUE[column.dlms_type]:
                 raise ValueError(f"{column.quantity}={value} does not fit {column.dlms_type.name}")
 
     @classmethod
@@ -204,16 +229,8 @@ class BlockLoadEntry:
 
     def average_voltage(self) -> float:
         """Average voltage in V: the captured average, or the mean of the phase voltages."""
-        return self._average(self.layout.voltage_terms)
+        return self.layout.voltage_of(self.values)
 
     def average_current(self) -> float:
         """Average current in A: the captured average, or the mean of the phase currents."""
-        return self._average(self.layout.current_terms)
-
-    def _average(self, terms: tuple[tuple[int, float], ...]) -> float:
-        if not terms:
-            raise KeyError(f"{self.layout.name} captures no such quantity")
-        if len(terms) == 1:
-            position, scale = terms[0]
-            return self.values[position] * scale
-        return sum(self.values[position] * scale for position, scale in terms) / len(terms)
+        return self.layout.current_of(self.values)

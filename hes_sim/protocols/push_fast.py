@@ -18,6 +18,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from hes_sim.errors import CodecError
 from hes_sim.protocols import cosem_datetime
@@ -41,6 +42,8 @@ _VALUE_CODE = {DlmsType.LONG_UNSIGNED: "H", DlmsType.DOUBLE_LONG_UNSIGNED: "I"}
 # The fields of a decoded event entry: log name, clock, code, status word.
 EventFields = tuple[bytes, datetime, int, bytes]
 Decoded = tuple[int, datetime | None, BlockLoadEntry | EventFields]
+# A block-load entry's layout, clock, the clock's Unix time and its register values.
+BlockLoadFields = tuple[ProfileLayout, datetime, float, tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,20 +195,45 @@ def encode_event(invoke_id: int, sent_at: datetime | None, event: EventFields) -
 
 def decode(apdu: bytes) -> Decoded | None:
     """The fields of an APDU of one of the shapes above, or None for anything else."""
+    matched = _match(apdu)
+    if matched is None:
+        return None
+    template, fields, sent_at, clock, _unix = matched
+    invoke_id = fields[_INVOKE_ID_AT] & INVOKE_ID_MASK
+    if template.layout is None:
+        log, _, code, status_word = (fields[at] for at in template.body_at)
+        return invoke_id, sent_at, (log, clock, code, status_word)
+    values = fields[template.values_at :: 2]
+    # each value was read with its register's struct code, so it fits
+    return invoke_id, sent_at, BlockLoadEntry.trusted(template.layout, clock, values)
+
+
+def decode_block_load(apdu: bytes) -> BlockLoadFields | None:
+    """The entry of a block-load push of one of the shapes above, as fields (the head-end
+    stores them, building no entry); None for anything else, events included."""
+    matched = _match(apdu)
+    if matched is None:
+        return None
+    template, fields, _sent_at, clock, unix = matched
+    if template.layout is None:
+        return None
+    return template.layout, clock, unix, fields[template.values_at :: 2]
+
+
+def _match(
+    apdu: bytes,
+) -> tuple[_Template, tuple[Any, ...], datetime | None, datetime, float] | None:
+    """The template ``apdu`` fits, its fields (each of its struct code's type), header time,
+    and the entry's clock and its Unix time; None when it fits none, or a date-time in it
+    does not decode."""
     for template in _BY_SIZE.get(len(apdu), ()):
         fields = template.packer.unpack(apdu)
         if template.fixed(fields) != template.expected:
             continue
         try:
             sent_at = cosem_datetime.decode(fields[_SENT_AT_AT]) if template.with_time else None
-            clock = cosem_datetime.decode(fields[template.clock_at])
+            clock, unix = cosem_datetime.decode_instant(fields[template.clock_at])
         except CodecError:
             return None  # the reference codec names the fault, with its own reason
-        invoke_id = fields[_INVOKE_ID_AT] & INVOKE_ID_MASK
-        if template.layout is None:
-            log, _, code, status_word = (fields[at] for at in template.body_at)
-            return invoke_id, sent_at, (log, clock, code, status_word)
-        values = fields[template.values_at :: 2]
-        # each value was read with its register's struct code, so it fits
-        return invoke_id, sent_at, BlockLoadEntry.trusted(template.layout, clock, values)
+        return template, fields, sent_at, clock, unix
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from functools import partial
 
 import pytest
@@ -124,6 +125,17 @@ async def test_the_store_outlives_a_restart(store_location: str):
         assert await store.add_reads([read("SP1", 1), read("SP1", 2)], T0) == [False, True]
 
 
+@pytest.mark.parametrize("on_loop", [False, True])
+async def test_on_loop_runs_the_sql_on_the_loops_thread(store_location: str, on_loop: bool):
+    async with open_store(store_location, export_interval_s=900, on_loop=on_loop) as store:
+        ran_on = await store.run_sql(lambda _db: threading.get_ident())
+        assert (ran_on == threading.get_ident()) is on_loop
+        # and it is the same store: reads go in once, with their export
+        assert await store.add_reads([read("SP1", 1), read("SP1", 1)], T0) == [True, False]
+        due = await store.run_sql(partial(outbox.due, now=T0 + 9000, limit=10))
+        assert [r.key for r in due] == [f"read:SP1:{T0 + 900}"]
+
+
 # ---------------------------------------------------------------- which store, and errors
 
 
@@ -160,6 +172,15 @@ async def test_postgresql_reconnects_after_losing_its_connection(store_location:
         with pytest.raises(StoreError):
             await store.count_reads()  # the call that meets the broken link fails
         assert await store.count_reads() == 1  # the next reconnects
+
+
+@pytest.mark.parametrize("upkeep", [True, False])
+async def test_only_the_keeper_of_a_sqlite_store_checkpoints_it(tmp_path, upkeep: bool):
+    """An ingest worker writes into its head-end's store: the head-end checkpoints it."""
+    async with SqliteStore(tmp_path / "reads.sqlite", upkeep=upkeep) as store:
+        await store.add_reads([read("SP0000001", 1)], 1.0)
+        names = {task.get_name() for task in asyncio.all_tasks()}
+        assert ("sqlite-store:wal" in names) is upkeep
 
 
 async def test_sqlite_checkpoints_its_wal_off_the_writer(tmp_path, monkeypatch):

@@ -1,13 +1,19 @@
-"""How the SQL stores write a read's registers: exactly the JSON a generic encoder gives."""
+"""How the SQL stores write a read's registers: exactly the JSON a generic encoder gives,
+from a dict or from the registers a read is decoded with."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hes_sim.hes.records import ReadRecord, Registers
 from hes_sim.hes.store import _registers_json
+from hes_sim.protocols.block_load import LAYOUTS, MAX_VALUE, BlockLoadEntry, ProfileLayout
 
 _KEYS = st.text(min_size=1, max_size=12)
 _VALUES = st.one_of(st.integers(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False))
@@ -28,3 +34,40 @@ def test_other_values_are_written_as_json_too(registers: dict[str, object]) -> N
 def test_a_key_needing_escapes_is_escaped() -> None:
     registers = {'quote"d': 1, "back\\slash": 2, "ü": 3}
     assert json.loads(_registers_json(registers)) == registers
+
+
+@st.composite
+def _layout_and_values(draw: st.DrawFn) -> tuple[ProfileLayout, tuple[int, ...]]:
+    layout = draw(st.sampled_from(LAYOUTS))
+    values = tuple(
+        draw(st.integers(min_value=0, max_value=MAX_VALUE[column.dlms_type]))
+        for column in layout.columns
+    )
+    return layout, values
+
+
+@given(_layout_and_values())
+def test_a_reads_registers_are_the_dict_of_its_layout_and_values(
+    drawn: tuple[ProfileLayout, tuple[int, ...]],
+) -> None:
+    layout, values = drawn
+    registers = Registers(layout, values)
+    as_dict = dict(zip(layout.quantity_names, values, strict=True))
+    assert registers == as_dict
+    assert as_dict == registers
+    assert list(registers.items()) == list(as_dict.items())
+    assert _registers_json(registers) == json.dumps(as_dict, separators=(",", ":"))
+    record = ReadRecord.from_values("SP1", layout, values, 900, 1.0)
+    assert record == replace(record, registers=as_dict)
+
+
+def test_registers_refuse_what_their_layout_lacks() -> None:
+    layout = LAYOUTS[0]
+    registers = Registers(layout, (0,) * len(layout.columns))
+    assert "no_such_quantity" not in registers
+    with pytest.raises(KeyError):
+        registers["no_such_quantity"]
+    with pytest.raises(ValueError, match="registers"):
+        Registers(layout, (0,) * (len(layout.columns) + 1))
+    with pytest.raises(ValueError, match="does not fit"):
+        BlockLoadEntry(layout, datetime(2026, 1, 1, tzinfo=UTC), (True,) * len(layout.columns))
