@@ -166,7 +166,8 @@ class ExportFailed:
 
 @dataclass(frozen=True, slots=True)
 class LateAnswer:
-    """A meter's answer that came after the head-end gave up waiting for it: dropped."""
+    """A meter's answer that came after the head-end gave up waiting for it: dropped, or
+    refused by its invoke id when it came while the next request waited."""
 
     meter_id: str
 

@@ -39,6 +39,10 @@ class MeterServiceError(HesSimError):
     """The meter answered with an exception-response or an APDU that does not verify."""
 
 
+class LateAnswerError(MeterServiceError):
+    """The answer echoes another request's invoke id: one given up on, answered late."""
+
+
 class CounterExhaustedError(HesSimError):
     """The counter reached the end of what was reserved for it in the store."""
 
@@ -147,7 +151,8 @@ class ClientAssociation:
 
     def unprotect(self, apdu: bytes, request: xdlms.Request) -> xdlms.Response:
         """The meter's response to ``request``; MeterServiceError for one that does not
-        verify, or answers another request (its invoke id is not the request's)."""
+        verify, LateAnswerError for one that answers another request (its invoke id is
+        not the request's)."""
         if apdu and apdu[0] == xdlms.EXCEPTION_RESPONSE:
             response = xdlms.decode(apdu)
             raise MeterServiceError(f"the meter refused the request: {response}")
@@ -159,7 +164,7 @@ class ClientAssociation:
             not isinstance(response, xdlms.ExceptionResponse)  # which carries no invoke id
             and response.invoke_id != request.invoke_id
         ):
-            raise MeterServiceError(
+            raise LateAnswerError(
                 f"an answer to another request (invoke id 0x{response.invoke_id:02x}, this "
                 f"one's 0x{request.invoke_id:02x}): a late answer"
             )

@@ -10,7 +10,12 @@ from typing import Protocol
 import structlog
 
 from hes_sim.errors import HesSimError
-from hes_sim.hes.dlms_client import ClientAssociation, ClientCounter, MeterServiceError
+from hes_sim.hes.dlms_client import (
+    ClientAssociation,
+    ClientCounter,
+    LateAnswerError,
+    MeterServiceError,
+)
 from hes_sim.keyring import HES_SYSTEM_TITLE, FleetKeyring
 from hes_sim.protocols import axdr, xdlms
 from hes_sim.protocols.axdr import Data
@@ -22,14 +27,28 @@ MAX_BLOCKS = 10_000
 
 
 class MeterConnection:
-    def __init__(self, meter_id: str, association: ClientAssociation, exchange: Exchange) -> None:
+    def __init__(
+        self,
+        meter_id: str,
+        association: ClientAssociation,
+        exchange: Exchange,
+        on_late: Callable[[str], None] | None = None,
+    ) -> None:
         self.meter_id = meter_id
         self._association = association
         self._exchange = exchange
+        self._on_late = on_late
 
     async def _ask(self, request: xdlms.Request) -> xdlms.Response:
         answer = await self._exchange(self.meter_id, self._association.protect(request))
-        return self._association.unprotect(answer, request)
+        try:
+            return self._association.unprotect(answer, request)
+        except LateAnswerError:
+            # an answer the head-end's matching took for this request's: counted as late,
+            # like those it drops itself, and this attempt fails
+            if self._on_late is not None:
+                self._on_late(self.meter_id)
+            raise
 
     async def get(self, ref: Reference, selection: Selection | None = None) -> Data:
         invoke_id = self._association.next_invoke_id()  # the blocks of one GET share it
@@ -78,9 +97,13 @@ class MeterSessions:
         exchange: Exchange,
         keyring: FleetKeyring,
         counter: CounterReservation | None = None,
+        *,
+        on_late: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_late``: told the meter of each answer refused as late by its invoke id."""
         self._exchange = exchange
         self._keyring = keyring
+        self._on_late = on_late
         self._reservation = counter
         self.counter = counter.counter if counter is not None else ClientCounter()
 
@@ -97,7 +120,7 @@ class MeterSessions:
         hls = association.on_aare(await self._exchange(meter_id, association.aarq()))
         association.on_hls_reply(await self._exchange(meter_id, hls))
         try:
-            yield MeterConnection(meter_id, association, self._exchange)
+            yield MeterConnection(meter_id, association, self._exchange, self._on_late)
         finally:
             # a courtesy: the meter ends a silent association on its own
             try:

@@ -129,7 +129,8 @@ class HesMetrics:
         )
         self.late_answers = Counter(
             "hes_late_answers",
-            "Meter answers that came after the head-end gave up on the request (dropped)",
+            "Meter answers that came after the head-end gave up on the request (dropped, "
+            "or refused by their invoke id)",
             registry=registry,
         )
         self.broker_sessions = Counter(

@@ -22,7 +22,7 @@ import structlog
 from hes_sim.broker_address import BrokerAddress
 from hes_sim.clock import SimClock
 from hes_sim.errors import BrokerError
-from hes_sim.events import EventBus, ReadStored
+from hes_sim.events import EventBus, LateAnswer, ReadStored
 from hes_sim.hes import inventory as register
 from hes_sim.hes.api.server import ApiServer
 from hes_sim.hes.backfill import Backfill, BackfillSettings
@@ -166,7 +166,12 @@ class HeadEndNode:
             await self._stack.enter_async_context(self.hes)
             counter = PersistentCounter(self.store)
             await counter.load()
-            self.sessions = MeterSessions(self._exchange(), options.keyring, counter)
+            self.sessions = MeterSessions(
+                self._exchange(),
+                options.keyring,
+                counter,
+                on_late=lambda meter_id: bus.emit(LateAnswer(meter_id)),
+            )
             self.dispatcher = CommandDispatcher(
                 self.store,
                 self.sessions,

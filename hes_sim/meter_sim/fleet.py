@@ -92,7 +92,7 @@ class Fleet:
         self._wakeups = WakeScheduler()
         self._group = asyncio.TaskGroup()
         self._working: set[asyncio.Task[None]] = set()  # the meters' tasks running now
-        shared = FleetShared(
+        self._shared = shared = FleetShared(
             link_factory,
             bus,
             time_scale,
@@ -178,18 +178,19 @@ class Fleet:
 
     @property
     def connected(self) -> int:
-        return sum(1 for r in self.runtimes if r.connected.is_set())
+        """Meters that have connected once."""
+        return self._shared.connected.count
 
     @property
     def finished(self) -> int:
-        return sum(1 for r in self.runtimes if r.finished.is_set())
+        return self._shared.finished.count
 
     async def wait_connected(self) -> None:
         """Until every meter has connected once (meters keep retrying on their own)."""
         await asyncio.gather(*(r.connected.wait() for r in self.runtimes))
 
     def powered(self) -> int:
-        return sum(1 for r in self.runtimes if r.meter.powered)
+        return self._shared.powered.count
 
     def wire_totals(self) -> WireTotals | None:
         """What the meters' links met on the wire (lean links count it; None otherwise)."""

@@ -25,7 +25,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any, NoReturn, Protocol
@@ -46,7 +46,7 @@ from hes_sim.events import (
 from hes_sim.meter_sim.cosem.objects import object_model
 from hes_sim.meter_sim.cosem.server import DlmsSession, Identity
 from hes_sim.meter_sim.event_logs import event_log_name
-from hes_sim.meter_sim.flag import Flag
+from hes_sim.meter_sim.flag import Flag, Tally
 from hes_sim.meter_sim.listening import Spawn, listening
 from hes_sim.meter_sim.meter import VirtualMeter
 from hes_sim.meter_sim.schedule import IntervalSchedule
@@ -109,6 +109,10 @@ class FleetShared:
     cipher_pushes: bool = False
     service: ServiceGate | None = None
     on_power_loss: Callable[[str], object] | None = None
+    # how many of the fleet's meters are powered, have connected once, are finished
+    powered: Tally = field(default_factory=Tally)
+    connected: Tally = field(default_factory=Tally)
+    finished: Tally = field(default_factory=Tally)
 
 
 class MeterRuntime:
@@ -166,9 +170,9 @@ class MeterRuntime:
         self._nudge: asyncio.Future[None] | None = None  # the offline worker waits on it
         self._ended = False  # its life is over: the fleet stopped, or the meter failed
         # flags, not asyncio.Events: a hundred thousand meters each keep them
-        self._powered = Flag(value=True)
-        self.connected = Flag()
-        self.finished = Flag()
+        self._powered = Flag(value=meter.powered, tally=fleet.powered)
+        self.connected = Flag(tally=fleet.connected)
+        self.finished = Flag(tally=fleet.finished)
 
     # ------------------------------------------------------------ what wakes the meter
 

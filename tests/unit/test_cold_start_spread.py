@@ -127,3 +127,27 @@ async def test_without_a_spread_every_meter_begins_to_connect_at_once() -> None:
 async def test_a_negative_spread_is_refused() -> None:
     with pytest.raises(ValueError, match="start_spread_s"):
         spread_fleet(Rig(), ConnectLog(Rig()), 1, -1.0)
+
+
+async def test_the_fleets_counts_follow_its_meters() -> None:
+    """The counts a fleet process reports, kept as flags change, are what a count of its
+    meters gives, through connects and power cuts."""
+    rig = Rig()
+    links = ConnectLog(rig)
+
+    def scanned(fleet: Fleet) -> tuple[int, int, int]:
+        runtimes = fleet.runtimes
+        return (
+            sum(r.connected.is_set() for r in runtimes),
+            sum(r.finished.is_set() for r in runtimes),
+            sum(r.meter.powered for r in runtimes),
+        )
+
+    async with spread_fleet(rig, links, 6, 0.0) as fleet:
+        await fleet.wait_connected()
+        assert (fleet.connected, fleet.finished, fleet.powered()) == scanned(fleet) == (6, 0, 6)
+        ids = [runtime.meter.meter_id for runtime in fleet.runtimes]
+        assert fleet.power_off(ids[:4]) == 4
+        assert fleet.power_off(ids[:2]) == 0  # off already: nothing changes
+        assert fleet.power_on(ids[1:3]) == 2
+        assert (fleet.connected, fleet.finished, fleet.powered()) == scanned(fleet) == (6, 0, 4)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hes_sim.backoff import LazyRandom
-from hes_sim.meter_sim.flag import Flag
+from hes_sim.meter_sim.flag import Flag, Tally
 
 
 async def test_waiters_wake_on_set_and_a_set_flag_does_not_block():
@@ -55,3 +55,19 @@ def test_lazy_draws_are_those_of_the_seeded_generator_and_cost_nothing_until_dra
     assert lazy._rng is None
     assert [lazy.uniform(0, 10) for _ in range(5)] == [eager.uniform(0, 10) for _ in range(5)]
     assert sys.getsizeof(LazyRandom(1)) < 100
+
+
+def test_a_tally_counts_the_flags_set_as_they_change():
+    tally = Tally()
+    flags = [Flag(tally=tally), Flag(value=True, tally=tally), Flag(tally=tally)]
+    assert tally.count == 1
+    flags[0].set()
+    flags[0].set()  # already set: counted once
+    assert tally.count == 2
+    flags[2].clear()  # already clear: nothing to take away
+    flags[1].clear()
+    flags[1].clear()
+    assert tally.count == 1
+    for flag in flags:
+        flag.set()
+    assert tally.count == sum(flag.is_set() for flag in flags) == 3

@@ -14,7 +14,7 @@ from hes_sim.hes.dlms_client import (
     INVOKE_IDS,
     ClientAssociation,
     ClientCounter,
-    MeterServiceError,
+    LateAnswerError,
 )
 from hes_sim.meter_sim.meter import MeterKind
 from hes_sim.protocols import security, xdlms
@@ -63,13 +63,18 @@ async def test_a_late_answer_is_refused_not_taken_for_the_next_requests():
             raise TimeoutError
         return withheld.pop()  # ... and comes while the next request waits
 
+    late: list[str] = []
     meter.sessions._exchange = lossy_exchange  # the link under the session, made lossy
+    meter.sessions._on_late = late.append  # as the head-end counts them
     async with meter.connected() as connection:
         answer_late = True
         with pytest.raises(TimeoutError):
             await connection.get(CLOCK)
-        with pytest.raises(MeterServiceError, match="late answer"):
+        assert late == []
+        with pytest.raises(LateAnswerError, match="late answer"):
             await connection.get(RELAY_OUTPUT_STATE)  # answered by the clock's answer
+        assert late == [meter.meter.meter_id]  # counted as a late answer
         answer_late = False
         state = await connection.get(RELAY_OUTPUT_STATE)  # the association goes on
     assert state.value in (True, False)
+    assert late == [meter.meter.meter_id]
