@@ -194,8 +194,10 @@ async def test_sqlite_checkpoints_its_wal_off_the_writer(tmp_path, monkeypatch):
         with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
             try:
                 return int(db.execute("SELECT count(*) FROM block_load_reads").fetchone()[0])
-            except sqlite3.OperationalError:
-                return -1  # not even the schema has reached the file yet
+            except sqlite3.DatabaseError:
+                # not even the schema has reached the file yet, or a checkpoint is writing
+                # it as it is read ("malformed"): look again
+                return -1
 
     async with SqliteStore(path) as store:
         autocheckpoint = await store.run_sql(
