@@ -27,8 +27,9 @@ import tempfile
 import time
 import timeit
 import tracemalloc
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from math import nan
 from pathlib import Path
 
 import psutil
@@ -304,7 +305,7 @@ async def bench_head_end(
         if STORE == "postgresql":
             location = stack.enter_context(pg_database(os.environ.get("HES_PG_DSN", DEFAULT_DSN)))
             if location is None:
-                return float("nan")
+                return float("nan"), {}
         else:
             location = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "r.sqlite")
         async with open_store(location) as store:
@@ -325,7 +326,7 @@ async def bench_head_end(
             stored = 0
             # the rate over all but the first 5 % of the burst: how fast reads go in once
             # ingest runs, not how long processes take to start
-            warm = len(frames) // 20
+            warm = max(1, len(frames) // 20)
             warmed_at = 0.0
             cpu_warm: dict[str, float] = {}
             cpu_done: dict[str, float] = {}
@@ -424,8 +425,7 @@ async def bench_ingest(meters: int, intervals: int, workers: list[int], repeats:
     return result
 
 
-def print_ingest(bench: Coroutine[object, object, dict], workers: list[int], repeats: int) -> None:
-    result = asyncio.run(bench)
+def print_ingest(result: dict, workers: list[int], repeats: int) -> None:
     print(
         f"\ningest burst: {result['pushes']:,} suite-0 pushes queued at the broker, then"
         " drained (decipher, check, decode, validate, store in " + STORE + "); the"
@@ -446,7 +446,7 @@ def print_ingest(bench: Coroutine[object, object, dict], workers: list[int], rep
             f"{runs(f'head_end_{count}_runs')}"
         )
         spent = ", ".join(
-            f"{part.replace('_', '-')} {result[f'head_end_{count}_cpu_us_{part}']:.1f}"
+            f"{part.replace('_', '-')} {result.get(f'head_end_{count}_cpu_us_{part}', nan):.1f}"
             for part in ("workers", "head_end", "broker")
             if count or part != "workers"
         )
@@ -532,9 +532,8 @@ def main() -> None:
     if options.what in ("all", "ingest"):
         meters, intervals = (int(x) for x in options.burst.split("x"))
         workers = [int(x) for x in options.ingest_workers.split(",")]
-        print_ingest(
-            bench_ingest(meters, intervals, workers, options.repeats), workers, options.repeats
-        )
+        result = asyncio.run(bench_ingest(meters, intervals, workers, options.repeats))
+        print_ingest(result, workers, options.repeats)
     if options.what in ("all", "proxy"):
         print("\n4G link proxy (2,000 aiomqtt clients, zero-delay radio, proxy in its own process)")
         proxy = subprocess.run(

@@ -3,8 +3,8 @@ release, over whatever carries APDUs to the meter and back (``Exchange``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol
 
 import structlog
@@ -26,6 +26,18 @@ Exchange = Callable[[str, bytes], Awaitable[bytes]]  # meter id, request APDU ->
 MAX_BLOCKS = 10_000
 
 
+@contextmanager
+def counting_late(meter_id: str, on_late: Callable[[str], None] | None) -> Iterator[None]:
+    """An answer the head-end's matching took for this request's, refused by its invoke
+    id, is counted as late (as those the matching drops itself); the attempt fails."""
+    try:
+        yield
+    except LateAnswerError:
+        if on_late is not None:
+            on_late(meter_id)
+        raise
+
+
 class MeterConnection:
     def __init__(
         self,
@@ -41,14 +53,8 @@ class MeterConnection:
 
     async def _ask(self, request: xdlms.Request) -> xdlms.Response:
         answer = await self._exchange(self.meter_id, self._association.protect(request))
-        try:
+        with counting_late(self.meter_id, self._on_late):
             return self._association.unprotect(answer, request)
-        except LateAnswerError:
-            # an answer the head-end's matching took for this request's: counted as late,
-            # like those it drops itself, and this attempt fails
-            if self._on_late is not None:
-                self._on_late(self.meter_id)
-            raise
 
     async def get(self, ref: Reference, selection: Selection | None = None) -> Data:
         invoke_id = self._association.next_invoke_id()  # the blocks of one GET share it
@@ -118,7 +124,9 @@ class MeterSessions:
             self.counter,
         )
         hls = association.on_aare(await self._exchange(meter_id, association.aarq()))
-        association.on_hls_reply(await self._exchange(meter_id, hls))
+        reply = await self._exchange(meter_id, hls)
+        with counting_late(meter_id, self._on_late):
+            association.on_hls_reply(reply)
         try:
             yield MeterConnection(meter_id, association, self._exchange, self._on_late)
         finally:

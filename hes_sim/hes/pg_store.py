@@ -1,10 +1,11 @@
 """The read store on PostgreSQL, for fleets a SQLite file cannot keep up with.
 
 Same interface and same repositories as ``SqliteStore`` (both are ``SqlStore``): one
-psycopg connection, in autocommit mode, on the store's one thread, so writes stay in the
-order they were asked for. Reads, events and exports go in by COPY (``insert_new``): a
-batch of 500 is a few round trips, and psycopg does not adapt 6,500 parameters one by one;
-``executemany`` runs in psycopg's pipeline mode.
+psycopg connection, in autocommit mode, on the store's one thread (or its loop's, for an
+ingest worker), so writes stay in the order they were asked for. Reads, events and
+exports go in by COPY (``insert_new``): a batch of 500 is a few round trips, and psycopg
+does not adapt 6,500 parameters one by one; ``executemany`` runs in psycopg's pipeline
+mode.
 """
 
 from __future__ import annotations

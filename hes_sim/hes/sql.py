@@ -1,7 +1,8 @@
 """The connection every repository is written against: DB-API shaped, ``?`` placeholders.
 
 Repositories (commands, inventory, outbox, gaps, ...) are plain functions taking a
-:class:`Connection`, run on a store's own thread through ``store.run_sql``. Their SQL is
+:class:`Connection`, run on a store's own thread (or, in an ingest worker, its loop's)
+through ``store.run_sql``. Their SQL is
 written once, in the syntax SQLite and PostgreSQL share (``ON CONFLICT ... DO NOTHING``,
 ``FILTER``, ``||``, ``RETURNING``); the PostgreSQL adapter turns ``?`` into its own
 placeholders. Where the two must differ (JSON functions, aggregating into a list) a

@@ -2,9 +2,10 @@
 
 Each store keeps one connection on one dedicated thread: the event loop never waits on
 the database, the connection is only ever touched by the thread that made it, and writes
-happen in the order they were asked for. Everything above the connection (the reads and
-events here, the repositories run through ``run_sql``) is shared: it speaks
-``hes_sim.hes.sql.Connection``.
+happen in the order they were asked for. An ingest worker, whose loop does nothing else,
+runs its store on the loop's own thread instead (``on_loop``). Everything above the
+connection (the reads and events here, the repositories run through ``run_sql``) is
+shared: it speaks ``hes_sim.hes.sql.Connection``.
 """
 
 from __future__ import annotations
@@ -100,11 +101,14 @@ EVENT_COLUMNS = ("meter_id", "at", "code", "log", "status_word", "received_at", 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT_EVERY_S = 1.0  # wall; the WAL it leaves is what a second of writes adds
+BUSY_TIMEOUT_S = 30.0  # how long a SQLite write waits for another process's to end
+BUSY_TIMEOUT_ON_LOOP_S = 2.0
 
 
 class SqlStore:
-    """What the stores share: the thread, ``run_sql`` and the read store's queries. A
-    subclass opens and closes the connection and names its driver's error class."""
+    """What the stores share: the thread (or the loop's, ``on_loop``), ``run_sql`` and the
+    read store's queries. A subclass opens and closes the connection and names its
+    driver's error class."""
 
     kind: ClassVar[str]
     driver_error: ClassVar[type[Exception]]
@@ -122,7 +126,10 @@ class SqlStore:
         store's thread. For an ingest worker, whose loop does nothing else: sqlite3 gives
         up the GIL for every row it writes, and with the loop busy decoding the next batch
         the two threads traded it back and forth, which cost a worker ~3 us a read (about
-        a sixth of its time). Anywhere else a write must not stall the loop."""
+        a sixth of its time). Anywhere else a write must not stall the loop. On the loop a
+        SQLite write waits BUSY_TIMEOUT_ON_LOOP_S for another process's lock, then fails
+        (the ingest retries it after an awaited back-off); opening a PostgreSQL store
+        blocks the loop up to its connect timeout."""
         self._export_interval_s = export_interval_s
         self._upkeep = upkeep
         self._executor = (
@@ -186,7 +193,8 @@ class SqlStore:
         return self._db
 
     async def run_sql(self, work: Callable[[Connection], T], *, what: str = "store query") -> T:
-        """Run ``work`` on the store's connection, on its thread (for repositories)."""
+        """Run ``work`` on the store's connection, on its thread or, ``on_loop``, the
+        loop's (for repositories)."""
         try:
             return await self._run(lambda: work(self._conn()))
         except self.driver_error as exc:
@@ -266,9 +274,10 @@ class SqlStore:
 
 class SqliteStore(SqlStore):
     """SQLite in WAL mode. The WAL is checkpointed by a connection of its own, on another
-    thread, every CHECKPOINT_EVERY_S: left to the writer, a checkpoint (and its fsync)
-    lands inside whichever write crosses the threshold, and a command's step waited
-    ~15 ms behind it (the p99 of a command round trip)."""
+    thread, every CHECKPOINT_EVERY_S, by the process that keeps the store (``upkeep``):
+    left to the writer, a checkpoint (and its fsync) lands inside whichever write crosses
+    the threshold, and a command's step waited ~15 ms behind it (the p99 of a command
+    round trip)."""
 
     kind = "sqlite"
     driver_error = sqlite3.Error
@@ -302,8 +311,11 @@ class SqliteStore(SqlStore):
         await super().__aexit__(*exc_info)
 
     def _connect(self) -> Connection:
-        # several processes may write (ingest workers): wait for the lock, do not fail
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+        # several processes may write (ingest workers): wait for the lock, do not fail; on
+        # the loop, only briefly, since the loop waits with it (the write fails, and the
+        # ingest retries it after an awaited back-off)
+        busy_timeout = BUSY_TIMEOUT_ON_LOOP_S if self._executor is None else BUSY_TIMEOUT_S
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=busy_timeout)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see the class: _checkpoints does it

@@ -113,6 +113,11 @@ class ProfileLayout:
         )
         object.__setattr__(self, "energy", getter)
 
+    def __reduce__(self) -> tuple[type[ProfileLayout], tuple[str, tuple[Column, ...]]]:
+        # by the fields that define it: the derived ones are rebuilt (the averages are
+        # closures, which pickle cannot carry)
+        return ProfileLayout, (self.name, self.columns)
+
     def _averager(self, terms: tuple[tuple[int, float], ...]) -> Callable[[Sequence[int]], float]:
         """The mean of the scaled values at ``terms``: one column's (the captured average)
         or the phases'. Built once per layout: a read's two averages cost a call each."""

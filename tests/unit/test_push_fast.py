@@ -248,6 +248,8 @@ def test_a_value_out_of_range_is_refused_before_either_path():
     column: Column = SINGLE_PHASE_BLOCK_LOAD.columns[0]
     with pytest.raises(ValueError, match=column.quantity):
         BlockLoadEntry(SINGLE_PHASE_BLOCK_LOAD, datetime.now(IST), (0x1_0000, 0, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match=column.quantity):  # a flag is not a register value
+        BlockLoadEntry(SINGLE_PHASE_BLOCK_LOAD, datetime.now(IST), (True, 0, 0, 0, 0, 0))
 
 
 def test_a_naive_datetime_is_refused_like_gurux_does():

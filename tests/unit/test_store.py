@@ -174,6 +174,27 @@ async def test_postgresql_reconnects_after_losing_its_connection(store_location:
         assert await store.count_reads() == 1  # the next reconnects
 
 
+async def test_on_the_loop_a_write_waits_briefly_for_another_process_then_fails(
+    tmp_path, monkeypatch
+):
+    """The loop waits with it, so a locked database fails the write soon (the ingest
+    retries it after an awaited back-off) and the store goes on once the lock is gone."""
+    monkeypatch.setattr("hes_sim.hes.store.BUSY_TIMEOUT_ON_LOOP_S", 0.05)
+    path = tmp_path / "reads.sqlite"
+    async with SqliteStore(path, on_loop=True, upkeep=False) as store:
+        busy = await store.run_sql(lambda db: db.execute("PRAGMA busy_timeout").fetchone()[0])
+        assert busy == 50  # ms, where a store on its own thread waits BUSY_TIMEOUT_S
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            with pytest.raises(StoreError, match="locked"):
+                await store.add_reads([read("SP1", 1)], T0)
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert await store.add_reads([read("SP1", 1)], T0) == [True]
+
+
 @pytest.mark.parametrize("upkeep", [True, False])
 async def test_only_the_keeper_of_a_sqlite_store_checkpoints_it(tmp_path, upkeep: bool):
     """An ingest worker writes into its head-end's store: the head-end checkpoints it."""

@@ -4,8 +4,8 @@ from a dict or from the registers a read is decoded with."""
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hes_sim.hes.records import ReadRecord, Registers
 from hes_sim.hes.store import _registers_json
-from hes_sim.protocols.block_load import LAYOUTS, MAX_VALUE, BlockLoadEntry, ProfileLayout
+from hes_sim.protocols.block_load import LAYOUTS, MAX_VALUE, ProfileLayout
 
 _KEYS = st.text(min_size=1, max_size=12)
 _VALUES = st.one_of(st.integers(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False))
@@ -69,5 +69,13 @@ def test_registers_refuse_what_their_layout_lacks() -> None:
         registers["no_such_quantity"]
     with pytest.raises(ValueError, match="registers"):
         Registers(layout, (0,) * (len(layout.columns) + 1))
-    with pytest.raises(ValueError, match="does not fit"):
-        BlockLoadEntry(layout, datetime(2026, 1, 1, tzinfo=UTC), (True,) * len(layout.columns))
+
+
+@given(_layout_and_values())
+def test_a_read_and_its_layout_cross_a_pipe(drawn: tuple[ProfileLayout, tuple[int, ...]]) -> None:
+    layout, values = drawn
+    record = ReadRecord.from_values("SP1", layout, values, 900, 1.0)
+    copied = pickle.loads(pickle.dumps(record))  # noqa: S301 - our own bytes
+    assert copied == record
+    assert copied.registers.layout == layout
+    assert copied.registers.layout.voltage_of(values) == layout.voltage_of(values)

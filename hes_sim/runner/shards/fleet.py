@@ -44,7 +44,8 @@ from hes_sim.runner.shards.messages import (
 log = structlog.get_logger(__name__)
 
 # a fleet process says goodbye for its meters (each a clean MQTT disconnect), then is killed;
-# longer than the fleet's own grace for them (meter_sim.fleet.SHUTDOWN_GRACE_S)
+# longer than the fleet's own grace for them (meter_sim.fleet.SHUTDOWN_GRACE_S and
+# SHUTDOWN_GRACE_PER_METER_S)
 STOP_GRACE_WALL_S = 20.0
 STOP_GRACE_PER_METER_WALL_S = 0.003  # 14,000 lean meters took over 20 s here
 
