@@ -2,11 +2,10 @@
 
 Repositories (commands, inventory, outbox, gaps, ...) are plain functions taking a
 :class:`Connection`, run on a store's own thread (or, in an ingest worker, its loop's)
-through ``store.run_sql``. Their SQL is
-written once, in the syntax SQLite and PostgreSQL share (``ON CONFLICT ... DO NOTHING``,
-``FILTER``, ``||``, ``RETURNING``); the PostgreSQL adapter turns ``?`` into its own
-placeholders. Where the two must differ (JSON functions, aggregating into a list) a
-repository looks at ``db.dialect``.
+through ``store.run_sql``. Their SQL is written once, in the syntax SQLite and PostgreSQL
+share (``ON CONFLICT ... DO NOTHING``, ``FILTER``, ``||``, ``RETURNING``); the PostgreSQL
+adapter turns ``?`` into its own placeholders. Where the two must differ (JSON functions,
+aggregating into a list) a repository looks at ``db.dialect``.
 
 The adapters run in autocommit mode: a statement on its own commits; ``transaction()``
 groups several, or joins the transaction already open (how the ingest stores reads and

@@ -68,19 +68,13 @@ class ProfileLayout:
     positions: dict[Quantity, int] = field(init=False, repr=False, compare=False, hash=False)
     quantity_names: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
     position_of_name: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
-    # (position, scale) of the voltage and the current columns averaged for a read
-    voltage_terms: tuple[tuple[int, float], ...] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
-    current_terms: tuple[tuple[int, float], ...] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
     # Wh import, Wh export, VAh import, VAh export out of a row's values, in one call;
     # None for a layout that lacks one of them
     energy: Callable[[Sequence[int]], tuple[int, int, int, int]] | None = field(
         init=False, repr=False, compare=False, hash=False
     )
-    # a row's average voltage (V) and current (A), out of its values: see the terms above
+    # a row's average voltage (V) and current (A), out of its values: the captured
+    # average's column, or the mean of the phases'
     voltage_of: Callable[[Sequence[int]], float] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -94,17 +88,17 @@ class ProfileLayout:
         object.__setattr__(self, "quantity_names", tuple(c.quantity.value for c in self.columns))
         object.__setattr__(self, "position_of_name", {q.value: i for q, i in positions.items()})
         for name, single, phases in (
-            ("voltage_terms", Quantity.VOLTAGE, _PHASE_VOLTAGES),
-            ("current_terms", Quantity.CURRENT, _PHASE_CURRENTS),
+            ("voltage_of", Quantity.VOLTAGE, _PHASE_VOLTAGES),
+            ("current_of", Quantity.CURRENT, _PHASE_CURRENTS),
         ):
             averaged = (single,) if single in positions else phases
+            # (position, scale) of each column averaged
             terms = tuple(
                 (positions[q], 10.0 ** self.columns[positions[q]].scaler)
                 for q in averaged
                 if q in positions
             )
-            object.__setattr__(self, name, terms)
-            object.__setattr__(self, name.replace("_terms", "_of"), self._averager(terms))
+            object.__setattr__(self, name, self._averager(terms))
         energy = (Quantity.WH_IMPORT, Quantity.WH_EXPORT, Quantity.VAH_IMPORT, Quantity.VAH_EXPORT)
         getter = (
             operator.itemgetter(*(positions[q] for q in energy))

@@ -42,7 +42,7 @@ def encode(value: datetime, clock_status: int = 0) -> bytes:
 
 
 def decode(data: bytes) -> datetime:
-    return _decode(bytes(data))  # bytes of bytes is the same object; a bytearray hashes not
+    return _instant(bytes(data))[0]  # bytes of bytes is the same object; a bytearray hashes not
 
 
 def decode_instant(data: bytes) -> tuple[datetime, float]:
@@ -51,16 +51,15 @@ def decode_instant(data: bytes) -> tuple[datetime, float]:
     return _instant(bytes(data))
 
 
+# A fleet's pushes for one interval carry the same 12 octets: the head-end decodes each
+# once. Only fully decoded instants are kept (an error is raised, never cached), and
+# datetimes are immutable, so sharing one is safe.
 @functools.lru_cache(maxsize=4096)
 def _instant(data: bytes) -> tuple[datetime, float]:
     value = _decode(data)
     return value, value.timestamp()
 
 
-# A fleet's pushes for one interval carry the same 12 octets: the head-end decodes each
-# once. Only fully decoded instants are kept (an error is raised, never cached), and
-# datetimes are immutable, so sharing one is safe.
-@functools.lru_cache(maxsize=4096)
 def _decode(data: bytes) -> datetime:
     if len(data) != SIZE:
         raise CodecError("datetime", f"date-time of {len(data)} octets, expected {SIZE}")
